@@ -1,0 +1,148 @@
+"""Static plan of the shear-warp projector: slice stacks, intermediate-plane sizes, view groups.
+
+The volume (nz, ny, nx) is read as a stack of slices perpendicular to the axis most parallel to each view's
+rays (its *dominant* axis, measured in voxel units), as in shear-warp rendering (Lacroute & Levoy,
+SIGGRAPH 1994) and Joseph's method (IEEE TMI 1, 192, 1982). Stack ``k`` puts array axis ``k`` first:
+
+    k = 0: (nz, ny, nx), slice axes (a, b) = (y, x)
+    k = 1: (ny, nz, nx), slice axes (a, b) = (z, x)
+    k = 2: (nx, nz, ny), slice axes (a, b) = (z, y)
+
+Each slice is shifted (parallel beam) or shifted and zoomed (cone beam) onto an *intermediate plane* through
+the grid centre, perpendicular to the stack axis; a 2-D warp then maps that plane to the detector. This
+module computes, in numpy and before any tracing, everything whose size must be static.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from lamino.geometry import Geometry, VolumeGrid
+
+STACK_AXES = ((0, 1, 2), (1, 0, 2), (2, 0, 1))  # (c, a, b) array axes of stack k
+
+
+@dataclasses.dataclass(frozen=True)
+class StackPlan:
+    """Sizes for one stack orientation (all in intermediate-plane pixels)."""
+
+    k: int
+    n: tuple[int, int, int]        # (n_c, n_a, n_b)
+    s: tuple[float, float, float]  # voxel sizes (s_c, s_a, s_b) mm
+    ctr: tuple[float, float, float]  # grid centre along (c, a, b) mm
+    pad: tuple[int, int]           # (P_a, P_b): intermediate index of slice index 0 when unsheared
+    inter: tuple[int, int]         # (H_a, H_b): intermediate plane shape
+    region: tuple[int, int]        # (R_a, R_b): per-slice footprint on the plane (cone beam)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    beam: str
+    stacks: tuple[StackPlan, ...]                 # one per k in 0, 1, 2
+    groups: tuple[tuple[int, ...], ...] | None    # view indices per k; None when the geometry is traced
+
+
+def to_zyx(v):
+    """Reverse the last axis: sample-frame (x, y, z) → array order (z, y, x)."""
+    return v[..., ::-1]
+
+
+def dominant_axes(vectors: np.ndarray, grid: VolumeGrid, beam: str) -> np.ndarray:
+    """Per-view stack index k: the array axis along which the central ray advances most voxels per mm."""
+    vec = np.asarray(vectors, dtype=float)
+    if beam == "cone":
+        ray = np.asarray(grid.center)[::-1] - vec[:, 0:3]   # source → grid centre, (x, y, z)
+    else:
+        ray = vec[:, 0:3]
+    d = np.abs(to_zyx(ray)) / np.asarray(grid.voxel_size)
+    return np.argmax(d, axis=1)
+
+
+def _stack_basics(grid: VolumeGrid, k: int):
+    c, a, b = STACK_AXES[k]
+    n = (grid.shape[c], grid.shape[a], grid.shape[b])
+    s = (grid.voxel_size[c], grid.voxel_size[a], grid.voxel_size[b])
+    ctr = (grid.center[c], grid.center[a], grid.center[b])
+    return n, s, ctr
+
+
+def cone_slice_maps(src_cab: np.ndarray, n, s, ctr, xp=np):
+    """Per-slice affine maps of cone beam: slice index i = λ·(plane index − P) + κ0, per in-plane axis.
+
+    ``src_cab``: source positions along (c, a, b), shape (..., 3). Returns λ (..., n_c) and κ0 for a and b,
+    where κ0 is the offset for pad P = 0 (add −λ·P for a padded plane).
+    """
+    n_c, n_a, n_b = n
+    c_s = (xp.arange(n_c) - (n_c - 1) / 2) * s[0] + ctr[0]
+    sc = src_cab[..., 0:1]
+    lam = (c_s - sc) / (ctr[0] - sc)
+    k_a = (n_a - 1) / 2 + (1 - lam) * (src_cab[..., 1:2] - ctr[1]) / s[1] - lam * (n_a - 1) / 2
+    k_b = (n_b - 1) / 2 + (1 - lam) * (src_cab[..., 2:3] - ctr[2]) / s[2] - lam * (n_b - 1) / 2
+    return lam, k_a, k_b
+
+
+def _parallel_stack(grid: VolumeGrid, k: int) -> StackPlan:
+    n, s, ctr = _stack_basics(grid, k)
+    p = (n[0] - 1) // 2 + 2          # |shift| ≤ (n_c − 1)/2 because the stack axis is dominant
+    return StackPlan(k, n, s, ctr, (p, p), (n[1] + 2 * p + 1, n[2] + 2 * p + 1), (n[1] + 1, n[2] + 1))
+
+
+def _cone_stack(grid: VolumeGrid, k: int, vectors: np.ndarray) -> StackPlan:
+    n, s, ctr = _stack_basics(grid, k)
+    c, a, b = STACK_AXES[k]
+    src = to_zyx(np.asarray(vectors, dtype=float)[:, 0:3])[:, [c, a, b]]
+    lam, k_a, k_b = cone_slice_maps(src, n, s, ctr)
+    if np.any(lam <= 0.05):
+        raise ValueError("the cone-beam source is inside or too close to the volume grid: "
+                         "increase sod or shrink the grid")
+    pads, inters, regions = [], [], []
+    for kap, n_ax in ((k_a, n[1]), (k_b, n[2])):
+        lo = (-1 - kap) / lam          # plane index (P = 0) where the slice footprint starts and ends
+        hi = (n_ax - kap) / lam
+        p = int(math.ceil(max(0.0, -lo.min()))) + 2
+        pads.append(p)
+        inters.append(int(math.ceil(hi.max())) + p + 3)
+        regions.append(int(math.ceil((hi - lo).max())) + 3)
+    return StackPlan(k, n, s, ctr, tuple(pads), tuple(inters), tuple(regions))
+
+
+def make_plan(geometry: Geometry, grid: VolumeGrid) -> Plan:
+    """The static plan for a geometry: exact view groups when concrete, worst-case sizes when traced."""
+    if geometry.is_concrete:
+        vec = np.asarray(geometry.vectors())
+        groups = dominant_axes(vec, grid, geometry.beam)
+        group_idx = tuple(tuple(int(i) for i in np.nonzero(groups == k)[0]) for k in range(3))
+        sample_vectors = [vec]
+    else:
+        group_idx = None
+        sample_vectors = [geometry.replace(tilt_deg=t, cor_offset=0.0).vectors()
+                          for t in np.linspace(0.0, 89.0, 90)] if geometry.beam == "cone" else []
+    stacks = []
+    for k in range(3):
+        if geometry.beam == "parallel":
+            stacks.append(_parallel_stack(grid, k))
+            continue
+        in_k = [v[dominant_axes(v, grid, "cone") == k] for v in sample_vectors]
+        plans = [_cone_stack(grid, k, v) for v in in_k if len(v)]
+        if not plans:                       # no view uses this stack: smallest valid sizes
+            stacks.append(_parallel_stack(grid, k))
+        else:
+            stacks.append(_merge(plans) if geometry.is_concrete else _widen(_merge(plans), 8))
+    return Plan(geometry.beam, tuple(stacks), group_idx)
+
+
+def _merge(plans: list[StackPlan]) -> StackPlan:
+    first = plans[0]
+    pad = tuple(max(p.pad[i] for p in plans) for i in range(2))
+    extra = tuple(max(p.inter[i] - p.pad[i] for p in plans) for i in range(2))
+    region = tuple(max(p.region[i] for p in plans) for i in range(2))
+    return dataclasses.replace(first, pad=pad, inter=(pad[0] + extra[0], pad[1] + extra[1]), region=region)
+
+
+def _widen(p: StackPlan, margin: int) -> StackPlan:
+    return dataclasses.replace(p, pad=(p.pad[0] + margin, p.pad[1] + margin),
+                               inter=(p.inter[0] + 2 * margin, p.inter[1] + 2 * margin),
+                               region=(p.region[0] + margin, p.region[1] + margin))
