@@ -497,6 +497,10 @@ class VolumeGrid:
         # largest in-plane square and height whose every point stays on the detector (parallel estimate)
         a = math.radians(float(geometry.tilt_deg))
         radius = half_w
+        if math.sin(a) > 0:                  # leave room for at least one voxel layer in the row band
+            radius = min(radius, (half_h - vs * math.cos(a) / 2) / math.sin(a))
+        if radius <= vs:
+            raise ValueError(f"voxel_size={vs!r} is not allowed: the detector sees less than one voxel")
         nxy = max(1, int(math.floor(2 * radius / math.sqrt(2) / vs)))
         half_z = (half_h - radius * math.sin(a)) / math.cos(a)
         nz = max(1, int(math.floor(2 * half_z / vs)))

@@ -119,11 +119,12 @@ class Projector:
         self.grid = grid
         self.vol_shape = tuple(grid.shape)
         self.proj_shape = (geometry.n_views, *geometry.det_shape)
+        # the whole geometry as one plan: used inside traces (jax.grad / jit of the caller); for a traced
+        # geometry the dominant axes are decided per view at run time
+        self._plan = make_plan(geometry, grid)
+        self._vectors = jnp.asarray(geometry.vectors(), jnp.float32)
         if not geometry.is_concrete:
-            # traced geometry (inside jax.grad/jit): one plan, dominant axes decided per view at run time
             self._shards = None
-            self._plan = make_plan(geometry, grid)
-            self._vectors = jnp.asarray(geometry.vectors(), jnp.float32)
             return
         vectors = np.asarray(geometry.vectors(), dtype=np.float32)
         devices = list(devices) if devices is not None else _jax.compute_devices()
@@ -143,7 +144,7 @@ class Projector:
     def forward(self, vol):
         """Line integrals ∫μ dl, (n_views, rows, cols), for a μ volume (nz, ny, nx) in 1/mm."""
         self._check(vol, self.vol_shape, "volume")
-        if self._shards is None:
+        if self._shards is None or isinstance(vol, jax.core.Tracer):
             return forward_project(vol, self._vectors, self._plan, self.grid, self.geometry.det_shape)
         outs = [fns[0](jax.device_put(jnp.asarray(vol, jnp.float32), dev), vec) for dev, vec, fns in self._shards]
         return _gather(outs, concat=True)
@@ -169,6 +170,9 @@ class Projector:
                              "or build the Projector from a concrete geometry")
 
     def _per_shard(self, proj, which: int):
+        if isinstance(proj, jax.core.Tracer):
+            fn = (adjoint_project, backproject)[which - 1]
+            return fn(proj, self._vectors, self._plan, self.grid, self.geometry.det_shape)
         proj = np.asarray(proj, dtype=np.float32) if not isinstance(proj, jax.Array) else proj
         outs, start = [], 0
         for dev, vec, fns in self._shards:

@@ -1,0 +1,47 @@
+"""Shared fixtures: analytic phantoms with exact line integrals."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def ball_fractions(grid, radius: float, center=(0.0, 0.0, 0.0), supersample: int = 4) -> np.ndarray:
+    """Fraction of each voxel inside a ball (x, y, z centre in mm), by supersampling: (nz, ny, nx) float32."""
+    return ellipsoid_fractions(grid, (radius, radius, radius), center, supersample)
+
+
+def ellipsoid_fractions(grid, semi_axes, center=(0.0, 0.0, 0.0), supersample: int = 4) -> np.ndarray:
+    """Fraction of each voxel inside an axis-aligned ellipsoid (semi-axes and centre as x, y, z in mm)."""
+    k = supersample
+    sub = (np.arange(k) + 0.5) / k - 0.5
+    axes = []
+    for dim in range(3):
+        base = grid.axis(dim)
+        axes.append((base[:, None] + sub[None, :] * grid.voxel_size[dim]).ravel())
+    z, y, x = np.meshgrid(*axes, indexing="ij")
+    ax, ay, az = semi_axes
+    cx, cy, cz = center
+    inside = ((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2 + ((z - cz) / az) ** 2 <= 1.0
+    nz, ny, nx = grid.shape
+    return inside.reshape(nz, k, ny, k, nx, k).mean(axis=(1, 3, 5)).astype(np.float32)
+
+
+def ellipsoid_chords(geometry, semi_axes, center=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """Exact chord length (mm) of every detector ray through an axis-aligned ellipsoid: (views, rows, cols)."""
+    vec = np.asarray(geometry.vectors())
+    pix = geometry.pixel_positions()
+    if geometry.beam == "cone":
+        origin = np.broadcast_to(vec[:, None, None, 0:3], pix.shape)
+        direction = pix - origin
+    else:
+        origin = pix
+        direction = np.broadcast_to(vec[:, None, None, 0:3], pix.shape)
+    direction = direction / np.linalg.norm(direction, axis=-1, keepdims=True)
+    scale = np.asarray(semi_axes, dtype=float)
+    o = (origin - np.asarray(center)) / scale
+    d = direction / scale
+    a = np.sum(d * d, -1)
+    b = np.sum(o * d, -1)
+    c = np.sum(o * o, -1) - 1.0
+    disc = np.maximum(b * b - a * c, 0.0)
+    return 2.0 * np.sqrt(disc) / a
