@@ -84,10 +84,17 @@ def cone_slice_maps(src_cab: np.ndarray, n, s, ctr, xp=np):
     return lam, k_a, k_b
 
 
-def _parallel_stack(grid: VolumeGrid, k: int) -> StackPlan:
+def _parallel_stack(grid: VolumeGrid, k: int, vectors: np.ndarray | None = None) -> StackPlan:
+    """Sizes for parallel beam; the largest slice shift is |β|·(n_c − 1)/2 with β = (d_a/d_c)(s_c/s_a) ≤ 1."""
     n, s, ctr = _stack_basics(grid, k)
-    p = (n[0] - 1) // 2 + 2          # |shift| ≤ (n_c − 1)/2 because the stack axis is dominant
-    return StackPlan(k, n, s, ctr, (p, p), (n[1] + 2 * p + 1, n[2] + 2 * p + 1), (n[1] + 1, n[2] + 1))
+    beta = np.ones(2)                # worst case: the stack axis is dominant, so |β| ≤ 1
+    if vectors is not None and len(vectors):
+        c, a, b = STACK_AXES[k]
+        ray = to_zyx(np.asarray(vectors, dtype=float)[:, 0:3])
+        beta = np.array([np.max(np.abs(ray[:, a] / ray[:, c])) * s[0] / s[1],
+                         np.max(np.abs(ray[:, b] / ray[:, c])) * s[0] / s[2]])
+    pad = tuple(int(math.ceil(bt * (n[0] - 1) / 2 - 1e-9)) + 2 for bt in beta)
+    return StackPlan(k, n, s, ctr, pad, (n[1] + 2 * pad[0] + 1, n[2] + 2 * pad[1] + 1), (n[1] + 1, n[2] + 1))
 
 
 def _cone_stack(grid: VolumeGrid, k: int, vectors: np.ndarray) -> StackPlan:
@@ -117,13 +124,15 @@ def make_plan(geometry: Geometry, grid: VolumeGrid) -> Plan:
         group_idx = tuple(tuple(int(i) for i in np.nonzero(groups == k)[0]) for k in range(3))
         sample_vectors = [vec]
     else:
+        vec = None
         group_idx = None
         sample_vectors = [geometry.replace(tilt_deg=t, cor_offset=0.0).vectors()
                           for t in np.linspace(0.0, 89.0, 90)] if geometry.beam == "cone" else []
     stacks = []
     for k in range(3):
         if geometry.beam == "parallel":
-            stacks.append(_parallel_stack(grid, k))
+            in_k = vec[np.array(group_idx[k], dtype=int)] if group_idx is not None else None
+            stacks.append(_parallel_stack(grid, k, in_k))
             continue
         in_k = [v[dominant_axes(v, grid, "cone") == k] for v in sample_vectors]
         plans = [_cone_stack(grid, k, v) for v in in_k if len(v)]
