@@ -445,7 +445,7 @@ class VolumeGrid:
     @property
     def extent(self) -> tuple[float, float, float]:
         """Size of the grid box (z, y, x) in mm."""
-        return tuple(n * s for n, s in zip(self.shape, self.voxel_size))
+        return tuple(n * s for n, s in zip(self.shape, self.voxel_size, strict=True))
 
     def axis(self, dim: int) -> np.ndarray:
         """Voxel-centre coordinates (mm) along array axis ``dim`` (0 = z, 1 = y, 2 = x)."""
@@ -454,8 +454,8 @@ class VolumeGrid:
 
     def corners(self) -> np.ndarray:
         """The 8 corners of the grid box as sample-frame (x, y, z) points in mm: (8, 3)."""
-        lo = [c - e / 2 for c, e in zip(self.center, self.extent)]
-        hi = [c + e / 2 for c, e in zip(self.center, self.extent)]
+        lo = [c - e / 2 for c, e in zip(self.center, self.extent, strict=True)]
+        hi = [c + e / 2 for c, e in zip(self.center, self.extent, strict=True)]
         zz, yy, xx = np.meshgrid(*[[lo[i], hi[i]] for i in range(3)], indexing="ij")
         return np.stack([xx.ravel(), yy.ravel(), zz.ravel()], -1)
 

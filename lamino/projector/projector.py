@@ -130,7 +130,7 @@ class Projector:
         devices = list(devices) if devices is not None else _jax.compute_devices()
         parts = [p for p in np.array_split(np.arange(geometry.n_views), len(devices)) if p.size]
         self._shards = []
-        for dev, views in zip(devices, parts):
+        for dev, views in zip(devices, parts, strict=False):
             sub = Geometry.from_vectors(np.asarray(geometry.vectors())[views], geometry.det_shape, geometry.beam)
             plan = make_plan(sub, grid)
             self._shards.append((dev, jax.device_put(vectors[views], dev), _compiled(plan, grid, geometry.det_shape)))

@@ -1,0 +1,41 @@
+import subprocess
+import sys
+
+import pytest
+
+from lamino import __version__
+from lamino.cli import main
+
+
+def test_help_and_version():
+    out = subprocess.run([sys.executable, "-m", "lamino.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and __version__ in out.stdout
+    out = subprocess.run([sys.executable, "-m", "lamino.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "demo" in out.stdout
+
+
+def test_demo_writes_a_png(tmp_path):
+    target = tmp_path / "demo.png"
+    assert main(["demo", "--out", str(target), "--size", "32", "--views", "8"]) == 0
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(tmp_path.iterdir()) == [target]                     # no temporary files left behind
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["demo", "--out", "x.txt"], "png"),
+    (["demo", "--size", "4", "--out", "y.png"], "--size"),
+    (["demo", "--views", "0", "--out", "z.png"], "n_views"),
+])
+def test_bad_input_is_one_line_error(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_is_not_overwritten(tmp_path, capsys):
+    target = tmp_path / "demo.png"
+    target.write_bytes(b"keep")
+    assert main(["demo", "--out", str(target), "--size", "32", "--views", "4"]) == 2
+    assert target.read_bytes() == b"keep"
