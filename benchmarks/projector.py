@@ -80,13 +80,14 @@ def main() -> None:
     ap.add_argument("--beams", nargs="+", default=["parallel", "cone"])
     ap.add_argument("--tilts", type=float, nargs="+", default=[0.0, 30.0])
     ap.add_argument("--ops", nargs="+", default=["forward", "adjoint", "backproject"])
+    ap.add_argument("--batch", type=int, default=None, help="views per batch (default: 1 on CPU, 16 on GPU)")
     ap.add_argument("--peers", action="store_true", help="also time ASTRA when installed")
     ap.add_argument("--json", help="write the results to this JSON file")
     args = ap.parse_args()
 
     dev = jax.devices()
     print(f"# lamino projector benchmark — {platform.processor() or platform.machine()}, "
-          f"{dev[0].platform} × {len(dev)} device(s), jax {jax.__version__}")
+          f"{dev[0].platform} × {len(dev)} device(s), jax {jax.__version__}, views per batch {args.batch or 'auto'}")
     print(f"{'size':>5} {'views':>5} {'beam':>8} {'tilt':>5} {'op':>12} {'seconds':>8} {'GUPS':>7} {'compile s':>9}")
     rows = []
     for n in args.sizes:
@@ -95,7 +96,7 @@ def main() -> None:
         for beam in args.beams:
             for tilt in args.tilts:
                 g = geometry(beam, tilt, n, args.views)
-                proj_op = Projector(g, grid)
+                proj_op = Projector(g, grid, views_per_batch=args.batch)
                 proj = np.random.rand(*proj_op.proj_shape).astype(np.float32)
                 for op in args.ops:
                     fn = getattr(proj_op, op)

@@ -40,7 +40,23 @@ def _dominant_k(vec, grid: VolumeGrid, beam: str):
     return jnp.argmax(jnp.abs(ray[::-1]) / jnp.asarray(grid.voxel_size, jnp.float32))
 
 
-def forward_project(vol, vectors, plan: Plan, grid: VolumeGrid, det_shape):
+def _map_views(fn, xs, batch: int):
+    """``lax.map`` of ``fn`` over the leading (view) axis of ``xs``, ``batch`` views at a time via ``vmap``.
+
+    Batching fills a GPU (each slice step becomes one kernel over many views); on a CPU one view at a time
+    is fastest. The view axis is padded by repeating the last entry; padded results are dropped.
+    """
+    if batch <= 1:
+        return lax.map(fn, xs)
+    n = jax.tree.leaves(xs)[0].shape[0]
+    m = -(-n // batch) * batch
+    pad = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], m - n, axis=0)]), xs)
+    chunks = jax.tree.map(lambda a: a.reshape(m // batch, batch, *a.shape[1:]), pad)
+    out = lax.map(jax.vmap(fn), chunks)
+    return jax.tree.map(lambda o: o.reshape(m, *o.shape[2:])[:n], out)
+
+
+def forward_project(vol, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1):
     """Line integrals (n_views, rows, cols) of ``vol`` for per-view 12-vectors (traceable in both)."""
     vol = jnp.asarray(vol, jnp.float32)
     vectors = jnp.asarray(vectors, jnp.float32)
@@ -52,7 +68,7 @@ def forward_project(vol, vectors, plan: Plan, grid: VolumeGrid, det_shape):
                 continue
             stack = _to_stack(vol, k, pad=plan.beam == "cone")
             st = plan.stacks[k]
-            outs.append(lax.map(lambda v, stack=stack, st=st: view(stack, v, st), vectors[np.array(idx)]))
+            outs.append(_map_views(lambda v, stack=stack, st=st: view(stack, v, st), vectors[np.array(idx)], batch))
             order.extend(idx)
         out = jnp.concatenate(outs, axis=0) if len(outs) > 1 else outs[0]
         if order != sorted(order):
@@ -63,8 +79,11 @@ def forward_project(vol, vectors, plan: Plan, grid: VolumeGrid, det_shape):
     return lax.map(lambda v: lax.switch(_dominant_k(v, grid, plan.beam), branches, v), vectors)
 
 
-def _accumulate(proj, vectors, plan: Plan, grid: VolumeGrid, per_view, padded: bool):
-    """Σ over views of ``per_view(stack_acc, proj_v, vec_v, stack_plan)``, returned as a (nz, ny, nx) volume."""
+def _accumulate(proj, vectors, plan: Plan, grid: VolumeGrid, per_view, padded: bool, batch: int = 1):
+    """Σ over views of ``per_view(stack_acc, proj_v, vec_v, stack_plan)``, returned as a (nz, ny, nx) volume.
+
+    With ``batch`` > 1, each step adds the contributions of ``batch`` views computed side by side (GPU).
+    """
     vol = jnp.zeros(grid.shape, jnp.float32)
     for k, idx in enumerate(plan.groups):
         if not idx:
@@ -73,26 +92,38 @@ def _accumulate(proj, vectors, plan: Plan, grid: VolumeGrid, per_view, padded: b
         shape = (st.n[0], st.n[1] + 2, st.n[2] + 2) if padded else st.n
         sel = np.array(idx)
 
-        def body(acc, pv, st=st):
-            return per_view(acc, pv[0], pv[1], st), None
+        def one(p, v, st=st, shape=shape):
+            return per_view(jnp.zeros(shape, jnp.float32), p, v, st)
 
-        acc, _ = lax.scan(body, jnp.zeros(shape, jnp.float32), (proj[sel], vectors[sel]))
+        def body(acc, pv, st=st):
+            if batch <= 1:
+                return per_view(acc, pv[0], pv[1], st), None
+            return acc + jnp.sum(jax.vmap(one)(pv[0], pv[1]), axis=0), None
+
+        p_sel, v_sel = proj[sel], vectors[sel]
+        if batch > 1:                       # zero projections of padded views contribute nothing
+            m = -(-len(sel) // batch) * batch
+            p_sel = jnp.concatenate([p_sel, jnp.zeros((m - len(sel), *p_sel.shape[1:]), p_sel.dtype)])
+            v_sel = jnp.concatenate([v_sel, jnp.repeat(v_sel[-1:], m - len(sel), axis=0)])
+            p_sel = p_sel.reshape(m // batch, batch, *p_sel.shape[1:])
+            v_sel = v_sel.reshape(m // batch, batch, 12)
+        acc, _ = lax.scan(body, jnp.zeros(shape, jnp.float32), (p_sel, v_sel))
         vol = vol + _from_stack(acc[:, 1:-1, 1:-1] if padded else acc, k)
     return vol
 
 
-def adjoint_project(proj, vectors, plan: Plan, grid: VolumeGrid, det_shape):
+def adjoint_project(proj, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1):
     """Exact transpose of :func:`forward_project` (concrete geometry)."""
     per_view = functools.partial(_adjoint_view, beam=plan.beam, det_shape=det_shape)
     return _accumulate(jnp.asarray(proj, jnp.float32), jnp.asarray(vectors, jnp.float32), plan, grid,
-                       per_view, padded=plan.beam == "cone")
+                       per_view, padded=plan.beam == "cone", batch=batch)
 
 
 def _adjoint_view(acc, p, v, st, beam, det_shape):
     return sw.adjoint_view(acc, p, v, st, beam, det_shape)
 
 
-def backproject(proj, vectors, plan: Plan, grid: VolumeGrid, det_shape):
+def backproject(proj, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1):
     """Voxel-driven backprojection (concrete geometry); equals the adjoint on smooth data."""
     voxel_volume = float(np.prod(grid.voxel_size))
 
@@ -100,7 +131,7 @@ def backproject(proj, vectors, plan: Plan, grid: VolumeGrid, det_shape):
         return sw.backproject_view(acc, p, v, st, plan.beam, det_shape, voxel_volume)
 
     return _accumulate(jnp.asarray(proj, jnp.float32), jnp.asarray(vectors, jnp.float32), plan, grid,
-                       per_view, padded=False)
+                       per_view, padded=False, batch=batch)
 
 
 class Projector:
@@ -110,7 +141,7 @@ class Projector:
     Volumes are μ in 1/mm with shape ``grid.shape``; projections have shape (n_views, rows, cols).
     """
 
-    def __init__(self, geometry: Geometry, grid: VolumeGrid, *, devices=None):
+    def __init__(self, geometry: Geometry, grid: VolumeGrid, *, devices=None, views_per_batch: int | None = None):
         if not isinstance(geometry, Geometry):
             raise ValueError(f"geometry={type(geometry).__name__} is not allowed: give a lamino.geometry.Geometry")
         if not isinstance(grid, VolumeGrid):
@@ -128,12 +159,17 @@ class Projector:
             return
         vectors = np.asarray(geometry.vectors(), dtype=np.float32)
         devices = list(devices) if devices is not None else _jax.compute_devices()
+        if views_per_batch is None:
+            views_per_batch = 1 if devices[0].platform == "cpu" else 16
+        if isinstance(views_per_batch, bool) or not isinstance(views_per_batch, int) or views_per_batch < 1:
+            raise ValueError(f"views_per_batch={views_per_batch!r} is not allowed: give an integer ≥ 1")
         parts = [p for p in np.array_split(np.arange(geometry.n_views), len(devices)) if p.size]
         self._shards = []
         for dev, views in zip(devices, parts, strict=False):
             sub = Geometry.from_vectors(np.asarray(geometry.vectors())[views], geometry.det_shape, geometry.beam)
             plan = make_plan(sub, grid)
-            self._shards.append((dev, jax.device_put(vectors[views], dev), _compiled(plan, grid, geometry.det_shape)))
+            self._shards.append((dev, jax.device_put(vectors[views], dev),
+                                 _compiled(plan, grid, geometry.det_shape, views_per_batch)))
 
     # ----------------------------------------------------------------------------------- checks
     def _check(self, arr, shape, name):
@@ -193,9 +229,10 @@ def _gather(outs, concat: bool):
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(plan: Plan, grid: VolumeGrid, det_shape):
+def _compiled(plan: Plan, grid: VolumeGrid, det_shape, batch: int):
     """Jitted forward / adjoint / backproject for one plan (cached: equal plans share compilations)."""
-    fwd = jax.jit(functools.partial(forward_project, plan=plan, grid=grid, det_shape=det_shape))
-    adj = jax.jit(functools.partial(adjoint_project, plan=plan, grid=grid, det_shape=det_shape))
-    bp = jax.jit(functools.partial(backproject, plan=plan, grid=grid, det_shape=det_shape))
+    kw = dict(plan=plan, grid=grid, det_shape=det_shape, batch=batch)
+    fwd = jax.jit(functools.partial(forward_project, **kw))
+    adj = jax.jit(functools.partial(adjoint_project, **kw))
+    bp = jax.jit(functools.partial(backproject, **kw))
     return fwd, adj, bp
