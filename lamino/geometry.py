@@ -354,8 +354,8 @@ class Geometry:
 
         Use as ``AcquisitionGeometry.create_Parallel3D(**d['create']).set_panel(**d['panel'])
         .set_angles(**d['angles'])``. CIL and lamino share the lab frame (beam +y, detector x/+z, axis
-        ``(0, -sin α, cos α)``). CIL turns the sample the other way round for positive angles, so the angles
-        are negated here.
+        ``(0, -sin α, cos α)``). The angles are lamino's φ negated, on the assumption that CIL turns the
+        sample the other way round for positive angles; this sign has not yet been checked against CIL itself.
         """
         if self.custom_vectors is not None:
             raise ValueError("to_cil() is not allowed on a from_vectors geometry: CIL needs an axis and angles")
