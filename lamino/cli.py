@@ -58,6 +58,48 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_params(pairs: list[str]) -> dict:
+    """--param k=v pairs → dict; values are Python literals where they parse, else strings."""
+    import ast
+
+    params = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param {pair!r} is not allowed: write key=value, e.g. --param n_spokes=72")
+        try:
+            params[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[key] = value
+    return params
+
+
+def _phantom_list(args: argparse.Namespace) -> int:
+    from lamino import phantoms
+
+    for name in phantoms.names():
+        defaults = ", ".join(f"{k}={v!r}" for k, v in phantoms.parameters(name).items())
+        print(f"{name}: {defaults}")
+    return 0
+
+
+def _phantom_show(args: argparse.Namespace) -> int:
+    from lamino import phantoms
+    from lamino.phantoms.figures import show_phantom
+
+    if not args.out.lower().endswith(".png"):
+        raise ValueError(f"--out {args.out!r} is not allowed: give a .png file name")
+    if os.path.exists(args.out) and not args.overwrite:
+        raise ValueError(f"--out {args.out!r} exists: pass --overwrite to replace it")
+    if not 16 <= args.size <= 1024:
+        raise ValueError(f"--size {args.size} is not allowed: give 16 to 1024 voxels")
+    ph = phantoms.get(args.name, **_parse_params(args.param))
+    show_phantom(ph, args.out, size=args.size)
+    lo, hi = ph.bounds
+    print(f"{args.name}: {', '.join(sorted(ph.materials))}; bounds {lo} to {hi} mm; wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lamino import __version__
 
@@ -71,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--tilts", type=float, nargs="+", default=[0.0, 30.0], help="tilts in degrees")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     demo.set_defaults(func=_demo)
+    phantom = sub.add_parser("phantom", help="list phantoms or draw one")
+    psub = phantom.add_subparsers(dest="phantom_command", metavar="ACTION", required=True)
+    plist = psub.add_parser("list", help="names and default parameters of the procedural phantoms")
+    plist.set_defaults(func=_phantom_list)
+    pshow = psub.add_parser("show", help="three orthogonal slices with a material legend, as a PNG")
+    pshow.add_argument("name", help="phantom name (see 'lamino phantom list')")
+    pshow.add_argument("--param", action="append", metavar="KEY=VALUE", help="phantom parameter (repeatable)")
+    pshow.add_argument("--out", default="phantom.png", help="PNG file to write (default: phantom.png)")
+    pshow.add_argument("--size", type=int, default=192, help="voxels along the longest side (default 192)")
+    pshow.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    pshow.set_defaults(func=_phantom_show)
     return parser
 
 

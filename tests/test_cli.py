@@ -39,3 +39,17 @@ def test_existing_output_is_not_overwritten(tmp_path, capsys):
     target.write_bytes(b"keep")
     assert main(["demo", "--out", str(target), "--size", "32", "--views", "4"]) == 2
     assert target.read_bytes() == b"keep"
+
+
+def test_phantom_list_and_show(tmp_path, capsys):
+    assert main(["phantom", "list"]) == 0
+    assert "siemens_star: n_spokes=36" in capsys.readouterr().out
+    target = tmp_path / "star.png"
+    assert main(["phantom", "show", "siemens_star", "--param", "n_spokes=12", "--size", "48",
+                 "--out", str(target)]) == 0
+    assert target.read_bytes()[:4] == b"\x89PNG"
+    assert main(["phantom", "show", "siemens_star", "--param", "n_spokes=1", "--out", str(tmp_path / "x.png")]) == 2
+    assert "n_spokes" in capsys.readouterr().err
+    assert main(["phantom", "show", "nope", "--out", str(tmp_path / "y.png")]) == 2
+    assert main(["phantom", "show", "siemens_star", "--param", "oops", "--out", str(tmp_path / "z.png")]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["star.png"]

@@ -1,0 +1,57 @@
+"""Phantoms: resolution-independent scenes with real dimensions (mm) and materials.
+
+``names()`` lists the procedural phantoms, ``get(name, **params)`` builds one, ``from_mesh(...)`` turns a
+watertight triangle mesh into a phantom. Every phantom can be voxelised (:meth:`Phantom.voxelize`), turned
+into μ volumes (:meth:`Phantom.attenuation`) and traced exactly (:meth:`Phantom.path_lengths`).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from lamino.phantoms.scene import Part, Phantom, Voxelized, place
+from lamino.phantoms.shapes import Box, Cylinder, Ellipsoid, Prism
+from lamino.phantoms.siemens_star import siemens_star
+
+_BUILDERS = {"siemens_star": siemens_star}
+
+__all__ = ["Box", "Cylinder", "Ellipsoid", "Part", "Phantom", "Prism", "Voxelized", "from_mesh", "get", "names",
+           "parameters", "place"]
+
+
+def names() -> list[str]:
+    """Names of the procedural phantoms."""
+    return sorted(_BUILDERS)
+
+
+def parameters(name: str) -> dict:
+    """Default parameters of a named phantom."""
+    builder = _builder(name)
+    return {k: p.default for k, p in inspect.signature(builder).parameters.items()}
+
+
+def get(name: str, **params) -> Phantom:
+    """Build the named phantom; every parameter has a realistic default (see ``parameters(name)``)."""
+    builder = _builder(name)
+    allowed = inspect.signature(builder).parameters
+    unknown = [k for k in params if k not in allowed]
+    if unknown:
+        raise ValueError(f"parameter {unknown[0]!r} is not allowed for phantom {name!r}: "
+                         f"allowed are {', '.join(allowed)}")
+    return builder(**params)
+
+
+def from_mesh(path_or_mesh, material: str = "aluminium", units: str = "mm", label: str | None = "part",
+              name: str | None = None) -> Phantom:
+    """A phantom from a watertight STL/OBJ/PLY mesh (or ``trimesh.Trimesh``) of one ``material``."""
+    from lamino.phantoms.mesh import MeshShape, load_mesh
+
+    mesh = load_mesh(path_or_mesh, units=units)
+    title = name or (str(path_or_mesh) if isinstance(path_or_mesh, str) else "mesh")
+    return Phantom.build(title, [Part(MeshShape(mesh), material, label)], {"source": title, "units": units})
+
+
+def _builder(name: str):
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown phantom {name!r}: known phantoms are {', '.join(names())}")
+    return _BUILDERS[name]

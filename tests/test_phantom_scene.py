@@ -1,0 +1,153 @@
+"""Phantom shapes and scenes: exact ray intervals, voxel fractions and the painter's rule vs closed forms."""
+
+import math
+
+import numpy as np
+import pytest
+
+from lamino import phantoms
+from lamino.geometry import Geometry, VolumeGrid
+from lamino.phantoms import Box, Cylinder, Ellipsoid, Phantom, Prism, place
+from lamino.projector import Projector
+
+
+def _chords(shape, o, d):
+    t0, t1 = shape.intervals(np.asarray(o, float), np.asarray(d, float))
+    return np.maximum(t1[0] - t0[0], 0) * np.linalg.norm(np.asarray(d, float), axis=-1)
+
+
+def test_box_chords_match_the_slab_formula():
+    box = Box((4.0, 6.0, 8.0))
+    o = np.array([[0, 0, 0], [1, 1, -20], [10, 0, 0], [0, 0, 0]], float)
+    d = np.array([[1, 0, 0], [0, 0, 1], [0, 1, 0], [1, 1, 0]], float)
+    np.testing.assert_allclose(_chords(box, o, d), [4.0, 8.0, 0.0, 4.0 * math.sqrt(2)], atol=1e-12)
+
+
+def test_ball_cylinder_and_prism_chords():
+    rng = np.random.default_rng(0)
+    b = rng.uniform(0, 4.9, 50)                                  # impact parameters
+    o = np.stack([np.zeros_like(b), -30 + 0 * b, b], -1)
+    np.testing.assert_allclose(_chords(Ellipsoid((5.0, 5.0, 5.0)), o, [0, 1, 0]), 2 * np.sqrt(25 - b**2), rtol=1e-9)
+    # ellipsoid: scaling x by 2 doubles chords along x
+    ox = np.stack([-30 + 0 * b, np.zeros_like(b), b], -1)
+    np.testing.assert_allclose(_chords(Ellipsoid((10.0, 5.0, 5.0)), ox, [1, 0, 0]), 4 * np.sqrt(25 - b**2),
+                               rtol=1e-9)
+    # cylinder along z: chord in a plane perpendicular to the axis, and along the axis
+    cyl = Cylinder(5.0, 3.0)
+    oc = np.stack([np.full_like(b, -30.0), b, np.zeros_like(b)], -1)
+    np.testing.assert_allclose(_chords(cyl, oc, [1, 0, 0]), 2 * np.sqrt(25 - b**2), rtol=1e-9)
+    assert _chords(cyl, [[1.0, 1.0, -9.0]], [[0, 0, 1]])[0] == pytest.approx(3.0)
+    # oblique ray through the cylinder's flat faces: length h / cos(angle)
+    assert _chords(cyl, [[0.0, 0.0, 0.0]], [[math.sin(0.3), 0, math.cos(0.3)]])[0] == pytest.approx(3 / math.cos(0.3))
+    # triangular prism: right triangle legs 2 and 2, height 1
+    tri = Prism(((0, 0), (2, 0), (0, 2)), 1.0)
+    assert _chords(tri, [[0.5, -5, 0.0]], [[0, 1, 0]])[0] == pytest.approx(1.5)
+    assert _chords(tri, [[-5, -5, 0.0]], [[1, 1, 0]])[0] == pytest.approx(math.sqrt(2))   # the diagonal
+    assert _chords(tri, [[3.0, -5, 0.0]], [[0, 1, 0]])[0] == 0.0
+
+
+def test_cuts_clip_a_shape():
+    half_ball = Ellipsoid((5.0, 5.0, 5.0)).cut((0, 0, 1), 0.0)      # keep z ≤ 0
+    assert _chords(half_ball, [[0, 0, -20.0]], [[0, 0, 1]])[0] == pytest.approx(5.0)
+    assert bool(half_ball.contains(np.array([0, 0, -1.0]))) and not bool(half_ball.contains(np.array([0, 0, 1.0])))
+
+
+@pytest.mark.parametrize("shape, volume", [
+    (Ellipsoid((3.0, 2.0, 2.5)), 4 / 3 * math.pi * 3 * 2 * 2.5),
+    (Cylinder(2.5, 4.0), math.pi * 2.5**2 * 4.0),
+    (Box((3.3, 4.1, 2.7)), 3.3 * 4.1 * 2.7),
+    (Prism(((0, 0), (4, 0), (0, 3)), 2.0), 0.5 * 4 * 3 * 2.0),
+])
+def test_voxel_fractions_match_analytic_volumes(shape, volume):
+    ph = Phantom.build("one", [place(shape, "aluminium", "part", at=(0.13, -0.21, 0.07), rotate_deg=(10, 20, 30))])
+    grid = VolumeGrid((48, 48, 48), 0.2)
+    vox = ph.voxelize(grid, supersample=4)
+    measured = vox.fractions["aluminium"].sum() * 0.2**3
+    assert measured == pytest.approx(volume, rel=0.005)
+    assert vox.labels["part"].sum() * 0.2**3 == pytest.approx(volume, rel=0.05)
+
+
+def _void_in_box():
+    return Phantom.build("holey", [place(Box((8.0, 8.0, 8.0)), "aluminium", "block"),
+                                   place(Ellipsoid((2.0, 2.0, 2.0)), "void", "pore", at=(1.0, 0.0, 0.0)),
+                                   place(Ellipsoid((1.0, 1.0, 1.0)), "copper", "inclusion", at=(-2.0, 0.0, 0.0))])
+
+
+def test_painters_rule_in_voxels():
+    ph = _void_in_box()
+    vox = ph.voxelize(VolumeGrid((40, 40, 40), 0.25), supersample=4)
+    assert vox.fractions["aluminium"].sum() * 0.25**3 == pytest.approx(512 - 4 / 3 * math.pi * 9, rel=0.005)
+    assert vox.fractions["copper"].sum() * 0.25**3 == pytest.approx(4 / 3 * math.pi, rel=0.01)
+    assert set(vox.fractions) == {"aluminium", "copper"}              # void is not a material
+
+
+def test_painters_rule_in_exact_path_lengths():
+    ph = _void_in_box()
+    g = Geometry.parallel(0.0, 1, (1, 5), (1.0, 0.5))                # one detector row through z = 0
+    lengths = ph.path_lengths(g)
+    x = (np.arange(5) - 2) * 0.5                                     # ray columns (u = x at view 0)
+    # rays run along y through the box (8 mm), the void ball centred at x = 1 and the copper ball at x = −2
+    void = 2 * np.sqrt(np.maximum(4 - (x - 1) ** 2, 0))
+    copper = 2 * np.sqrt(np.maximum(1 - (x + 2) ** 2, 0))
+    np.testing.assert_allclose(lengths["aluminium"][0, 0], 8 - void - copper, atol=1e-4)
+    np.testing.assert_allclose(lengths["copper"][0, 0], copper, atol=1e-4)
+
+
+@pytest.mark.parametrize("beam", ["parallel", "cone"])
+def test_exact_path_lengths_agree_with_voxel_projection(beam):
+    ph = Phantom.build("pair", [place(Cylinder(3.0, 2.0), "aluminium", "disc", rotate_deg=(0, 0, 0)),
+                                place(Ellipsoid((1.5, 1.0, 1.0)), "copper", "bead", at=(1.0, 0.5, 0.2))])
+    if beam == "parallel":
+        g = Geometry.parallel(30.0, 3, (24, 32), 0.25)
+    else:
+        g = Geometry.cone(30.0, 3, sod=60.0, sdd=120.0, det_shape=(24, 32), det_spacing=0.5)
+    exact = ph.path_lengths(g)
+    errors = []
+    for n, vs in ((20, 0.4), (40, 0.2)):
+        grid = VolumeGrid((n // 2, n, n), vs)
+        vox = ph.voxelize(grid, supersample=2)
+        P = Projector(g, grid)
+        errors.append(sum(float(np.abs(np.asarray(P.forward(vox.fractions[m])) - exact[m]).mean())
+                          for m in exact))
+    assert errors[1] < 0.7 * errors[0]
+    assert errors[1] < 0.02 * max(float(exact[m].max()) for m in exact)
+
+
+def test_siemens_star_dimensions_materials_and_labels():
+    ph = phantoms.get("siemens_star", n_spokes=12, radius_mm=1.0, thickness_mm=0.02, substrate_thickness_mm=0.1)
+    assert set(ph.materials) == {"gold", "silicon"}
+    (x0, y0, z0), (x1, y1, z1) = ph.bounds
+    assert (x1 - x0) == pytest.approx(2.4) and z1 == pytest.approx(0.02) and z0 == pytest.approx(-0.1)
+    grid = VolumeGrid((12, 64, 64), (0.01, 0.04, 0.04), center=(0.01, 0.0, 0.0))
+    vox = ph.voxelize(grid, supersample=2)
+    gold = vox.fractions["gold"]
+    # half of the 1 mm disc (spokes fill half the angles; sectors are polygons of 8 chords each)
+    sector = 0.5 * 12 * 8 * np.sin(np.pi / 12 / 8)        # polygon area of the spokes / r²
+    assert gold.sum() * 0.01 * 0.04 * 0.04 == pytest.approx(sector * 0.02, rel=0.02)
+    zs = np.nonzero(gold.sum(axis=(1, 2)))[0]
+    assert (zs.max() - zs.min() + 1) * 0.01 == pytest.approx(0.02)
+    assert vox.labels["spoke"].any() and vox.labels["substrate"].any()
+    upright = phantoms.get("siemens_star", n_spokes=12, radius_mm=1.0, plane="xz")
+    (_, _, uz0), (_, _, uz1) = upright.bounds
+    assert uz1 - uz0 == pytest.approx(2.4)                    # the star now spans the axis direction
+
+
+def test_registry_and_bad_parameters():
+    assert "siemens_star" in phantoms.names()
+    assert phantoms.parameters("siemens_star")["n_spokes"] == 36
+    with pytest.raises(ValueError, match="known phantoms are"):
+        phantoms.get("unicorn")
+    with pytest.raises(ValueError, match="n_spokes"):
+        phantoms.get("siemens_star", n_spokes=2)
+    with pytest.raises(ValueError, match="radius_mm"):
+        phantoms.get("siemens_star", radius_mm=-1)
+    with pytest.raises(ValueError, match="metal"):
+        phantoms.get("siemens_star", metal="cheese")
+    with pytest.raises(ValueError, match="not allowed for phantom"):
+        phantoms.get("siemens_star", colour="red")
+    with pytest.raises(ValueError, match="unknown material"):
+        Phantom.build("x", [place(Box((1, 1, 1)), "unobtainium")])
+    with pytest.raises(ValueError, match="convex"):
+        Prism(((0, 0), (2, 0), (1, 0.2), (2, 2), (0, 2)), 1.0)
+    with pytest.raises(ValueError, match="size"):
+        Box((1.0, 0.0, 1.0))
