@@ -151,3 +151,39 @@ def test_registry_and_bad_parameters():
         Prism(((0, 0), (2, 0), (1, 0.2), (2, 2), (0, 2)), 1.0)
     with pytest.raises(ValueError, match="size"):
         Box((1.0, 0.0, 1.0))
+
+
+def test_meshes_and_stl_export(tmp_path):
+    import trimesh
+
+    ph = Phantom.build("parts", [place(Box((4.0, 2.0, 1.0)), "aluminium", "plate", at=(1.0, 0.0, 0.0),
+                                       rotate_deg=(0, 0, 30)),
+                                 place(Cylinder(1.0, 2.0), "copper", "rod", at=(0.0, 0.0, 1.5)),
+                                 place(Ellipsoid((1.0, 1.0, 1.0)).cut((0, 0, 1), 0.0), "copper", "dome"),
+                                 place(Prism(((0, 0), (2, 0), (0, 2)), 1.0), "void", "notch")])
+    meshes = ph.to_meshes()
+    volumes = [m.volume for _, _, m in meshes]
+    assert volumes[0] == pytest.approx(8.0, rel=1e-9)
+    assert volumes[1] == pytest.approx(math.pi * 2.0, rel=0.01)
+    assert volumes[2] == pytest.approx(2 / 3 * math.pi, rel=0.03)        # hemisphere from the cut
+    assert volumes[3] == pytest.approx(2.0, rel=1e-9)
+    lo, hi = meshes[0][2].bounds
+    assert (lo + hi) / 2 == pytest.approx([1.0, 0.0, 0.0])               # placed where the part is
+    paths = ph.export_stl(str(tmp_path / "stl"))
+    assert sorted(p.split("/")[-1] for p in paths) == ["aluminium.stl", "copper.stl", "void.stl"]
+    assert trimesh.load(paths[0]).volume == pytest.approx(8.0, rel=1e-6)
+
+
+def test_many_crossings_fall_back_to_a_fine_voxel_projection():
+    layers = [place(Box((6.0, 6.0, 0.25)), "aluminium" if i % 2 else "copper", "layer", at=(0, 0, -1.5 + 0.25 * i))
+              for i in range(12)]
+    ph = Phantom.build("stack", layers)
+    g = Geometry.parallel(60.0, 2, (8, 8), 0.5)
+    exact = ph.path_lengths(g)
+    with pytest.warns(UserWarning, match="max_hits"):
+        approx = ph.path_lengths(g, max_hits=4)
+    centre = (slice(None), slice(2, 6), slice(2, 6))
+    for m in exact:
+        np.testing.assert_allclose(approx[m][centre], exact[m][centre], rtol=0.05, atol=0.02)
+    # six 0.25 mm layers of each metal crossed at 60° tilt: 1.5 / sin(60°) mm through the middle
+    assert exact["copper"][0, 4, 4] == pytest.approx(1.5 / math.sin(math.radians(60)), rel=1e-5)

@@ -17,12 +17,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from lamino.geometry import Geometry, VolumeGrid, rotation_x, rotation_y, rotation_z
 from lamino.materials import Material, get_material
@@ -165,11 +167,13 @@ class Phantom:
         return mu
 
     # ------------------------------------------------------------------------------------------ exact rays
-    def path_lengths(self, geometry: Geometry, progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    def path_lengths(self, geometry: Geometry, max_hits: int = 64, progress: bool = False) -> dict[str, np.ndarray]:
         """Exact per-material path lengths (mm) of every detector ray: {material: (n_views, rows, cols)} float32.
 
         Each ray meets each part in an interval (convex shapes) or several (meshes); along the ray the
-        elementary segments between all interval ends go to the latest part covering them.
+        elementary segments between all interval ends go to the latest part covering them. The cost grows as
+        k² per ray for k parts crossed; above ``max_hits`` a warning says so and the lengths come from a
+        projection of the voxelised phantom on a grid twice as fine as the detector (:meth:`voxel_path_lengths`).
         """
         if not isinstance(geometry, Geometry):
             raise ValueError(f"geometry={type(geometry).__name__} is not allowed: give a lamino Geometry")
@@ -178,7 +182,7 @@ class Phantom:
         for part in self.parts:
             m = mats.index(part.material) if part.material != VOID else len(mats)
             slot_mat += [m] * int(getattr(part.shape, "n_intervals", 1))
-        slot_mat = np.array(slot_mat, np.int32)
+        slot_mat = jnp.asarray(np.array(slot_mat, np.int32))
         lo, hi = (np.asarray(b) for b in self.bounds)
         centre = (lo + hi) / 2
         rows, cols = geometry.det_shape
@@ -187,7 +191,8 @@ class Phantom:
         out = {m: np.zeros((geometry.n_views, rows, cols), np.float32) for m in mats}
         r = np.arange(rows) - (rows - 1) / 2
         c = np.arange(cols) - (cols - 1) / 2
-        for view in range(geometry.n_views):
+        for view in tqdm(range(geometry.n_views), desc=f"path lengths {self.name}", unit="view",
+                         disable=not progress):
             v = vec[view]
             pix = v[3:6] + c[None, :, None] * v[6:9] + r[:, None, None] * v[9:12]
             if geometry.beam == "cone":
@@ -201,15 +206,53 @@ class Phantom:
             o = o + t_c[..., None] * d
             t0, t1 = intervals(jnp.asarray(o.reshape(-1, 3), jnp.float32), jnp.asarray(d.reshape(-1, 3), jnp.float32))
             hits = int(jnp.max(jnp.sum(t1 > t0, axis=0)))
-            k = 1 << max(0, math.ceil(math.log2(max(hits, 1))))
-            lengths = _owned_lengths(t0, t1, jnp.asarray(slot_mat), len(mats), min(k, t0.shape[0]))
-            norm = np.linalg.norm(d.reshape(-1, 3), axis=1).astype(np.float32)
-            lengths = np.asarray(lengths) * norm
+            if hits > max_hits:
+                warnings.warn(f"phantom {self.name!r}: rays cross up to {hits} parts (> max_hits={max_hits}); "
+                              "exact path lengths would be slow, using a fine voxel projection instead", stacklevel=2)
+                return self.voxel_path_lengths(geometry)
+            k = min(1 << max(0, math.ceil(math.log2(max(hits, 1)))), t0.shape[0])
+            chunk = int(max(256, min(t0.shape[1], (1 << 24) // (2 * k * k))))
+            lengths = (np.asarray(_owned_lengths_chunked(t0, t1, slot_mat, len(mats), k, chunk))
+                       * np.linalg.norm(d.reshape(-1, 3), axis=1).astype(np.float32))
             for j, m in enumerate(mats):
                 out[m][view] = lengths[j].reshape(rows, cols)
-            if progress is not None:
-                progress(1)
         return out
+
+    def voxel_path_lengths(self, geometry: Geometry, voxel_size: float | None = None,
+                           supersample: int = 2) -> dict[str, np.ndarray]:
+        """Per-material path lengths (mm) from projecting the voxelised phantom (not exact).
+
+        ``voxel_size`` defaults to half the detector pixel at the object, so that the result is not the
+        discretisation a reconstruction on the detector's own grid would use (no inverse crime).
+        """
+        from lamino.projector import Projector
+
+        lo, hi = (np.asarray(b) for b in self.bounds)
+        vs = voxel_size or min(geometry.det_spacing) / geometry.magnification / 2
+        shape = tuple(int(max(1, math.ceil(e / vs))) for e in (hi - lo)[::-1])
+        if np.prod(shape, dtype=float) > 2.0**30:
+            raise ValueError(f"voxel_size={vs:g} mm is not allowed here: the phantom would need {shape} voxels; "
+                             "give a larger voxel_size")
+        grid = VolumeGrid(shape, vs, center=tuple(((lo + hi) / 2)[::-1]))
+        vox = self.voxelize(grid, supersample)
+        proj = Projector(geometry, grid)
+        return {m: np.asarray(proj.forward(f)) for m, f in vox.fractions.items()}
+
+    # ------------------------------------------------------------------------------------------ meshes
+    def to_meshes(self) -> list[tuple[str | None, str, Any]]:
+        """Each part as a ``trimesh.Trimesh`` in the sample frame (mm): [(label, material, mesh)].
+
+        Overlaps are not resolved: void parts come out as meshes of material ``"void"`` to subtract in CAD.
+        """
+        from lamino.phantoms.export import part_mesh
+
+        return [(p.label, p.material, part_mesh(p)) for p in self.parts]
+
+    def export_stl(self, folder: str) -> list[str]:
+        """Write one STL per material (and ``void.stl``) into ``folder``; returns the paths."""
+        from lamino.phantoms.export import export_stl
+
+        return export_stl(self.to_meshes(), folder)
 
 
 def _fine_axis(grid: VolumeGrid, dim: int, k: int) -> np.ndarray:
@@ -264,7 +307,21 @@ def _intervals_fn(parts: tuple[Part, ...]):
     return run
 
 
-@functools.partial(jax.jit, static_argnums=(3, 4))
+@functools.partial(jax.jit, static_argnums=(3, 4, 5))
+def _owned_lengths_chunked(t0, t1, slot_mat, n_mat: int, k: int, chunk: int):
+    """:func:`_owned_lengths` over rays in chunks of ``chunk`` (bounds the (k, 2k, rays) temporaries)."""
+    s, r = t0.shape
+    n = -(-r // chunk)
+    pad = n * chunk - r
+    t0 = jnp.pad(t0, ((0, 0), (0, pad)), constant_values=BIG)
+    t1 = jnp.pad(t1, ((0, 0), (0, pad)), constant_values=BIG)
+    def split(a):
+        return a.reshape(s, n, chunk).transpose(1, 0, 2)
+
+    out = jax.lax.map(lambda ab: _owned_lengths(ab[0], ab[1], slot_mat, n_mat, k), (split(t0), split(t1)))
+    return out.transpose(1, 0, 2).reshape(n_mat, n * chunk)[:, :r]
+
+
 def _owned_lengths(t0, t1, slot_mat, n_mat: int, k: int):
     """Per-material Σ of elementary segment lengths (in t units) owned by the latest covering slot: (n_mat, R).
 
