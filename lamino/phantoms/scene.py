@@ -297,7 +297,10 @@ def _intervals_fn(parts: tuple[Part, ...]):
             shift = jnp.asarray(np.stack([parts[i].translation for i in idx]), jnp.float32)
 
             def one(a, m, t, cls=cls):
-                return cls.cut_interval_arrays(a, (o - t) @ m, d @ m, jnp)
+                rel = [o[:, i] - t[i] for i in range(3)]      # world → local: q = Rᵀ(p − t), per component
+                lo_ = tuple(rel[0] * m[0, j] + rel[1] * m[1, j] + rel[2] * m[2, j] for j in range(3))
+                ld_ = tuple(d[:, 0] * m[0, j] + d[:, 1] * m[1, j] + d[:, 2] * m[2, j] for j in range(3))
+                return cls.cut_interval_arrays(a, lo_, ld_, jnp)
 
             t0g, t1g = jax.vmap(one)(stacked, rot, shift)          # (G, R)
             for j, i in enumerate(idx):
@@ -331,12 +334,17 @@ def _owned_lengths(t0, t1, slot_mat, n_mat: int, k: int):
     s = t0.shape[0]
     hit = t1 > t0
     if k < s:
-        # compact the hit slots, in slot order, into k rows: row j takes the slot that is the (j+1)-th hit
+        # compact the hit slots, in slot order, into k rows: the (j+1)-th hit slot of a ray goes to row j
         pos = jnp.cumsum(hit, axis=0) - 1
-        idx = jnp.stack([jnp.argmax(hit & (pos == j), axis=0) for j in range(k)])   # (k, R)
-        t0 = jnp.take_along_axis(t0, idx, 0)
-        t1 = jnp.take_along_axis(t1, idx, 0)
-        rank = idx
+        rows = jnp.arange(k)[:, None]
+
+        def place_slot(i, acc):
+            sel = (rows == pos[i][None]) & hit[i][None]
+            return tuple(jnp.where(sel, new[None], old) for new, old in zip((t0[i], t1[i], i), acc, strict=True))
+
+        init = (jnp.full((k, t0.shape[1]), BIG), jnp.full((k, t0.shape[1]), BIG),
+                jnp.zeros((k, t0.shape[1]), jnp.int32))
+        t0, t1, rank = jax.lax.fori_loop(0, s, place_slot, init)
     else:
         rank = jnp.broadcast_to(jnp.arange(s)[:, None], t0.shape)
     empty = t1 <= t0

@@ -49,9 +49,9 @@ def _slab(o_i, d_i, lo, hi, xp):
 
 
 def _half_space(o, d, normal, offset, xp):
-    """Parameter interval where normal·(o + t·d) ≤ offset."""
-    no = o[..., 0] * normal[0] + o[..., 1] * normal[1] + o[..., 2] * normal[2]
-    nd = d[..., 0] * normal[0] + d[..., 1] * normal[1] + d[..., 2] * normal[2]
+    """Parameter interval where normal·(o + t·d) ≤ offset (o, d as (x, y, z) component tuples)."""
+    no = o[0] * normal[0] + o[1] * normal[1] + o[2] * normal[2]
+    nd = d[0] * normal[0] + d[1] * normal[1] + d[2] * normal[2]
     safe = xp.where(nd == 0, 1.0, nd)
     t = (offset - no) / safe
     inside0 = no <= offset
@@ -95,7 +95,11 @@ class Shape:
 
     @staticmethod
     def interval_arrays(a: dict, o, d, xp):  # pragma: no cover - abstract
-        """(t0, t1) of the uncut shape described by ``arrays()`` for rays o + t·d."""
+        """(t0, t1) of the uncut shape described by ``arrays()`` for rays o + t·d.
+
+        ``o`` and ``d`` are (x, y, z) tuples of component arrays: XLA handles these far better than
+        arrays with a trailing axis of 3.
+        """
         raise NotImplementedError
 
     def cut_arrays(self) -> dict[str, np.ndarray]:
@@ -126,7 +130,10 @@ class Shape:
 
     def intervals(self, o, d):
         """(t0, t1), each (1, ...): the line o + t·d is inside for t0 ≤ t ≤ t1 (empty if t0 ≥ t1)."""
-        t0, t1 = self.cut_interval_arrays(self.arrays() | self.cut_arrays(), o, d, _xp(o, d))
+        xp = _xp(o, d)
+        oc = tuple(o[..., i] for i in range(3))
+        dc = tuple(xp.broadcast_to(d, xp.broadcast_shapes(o.shape, d.shape))[..., i] for i in range(3))
+        t0, t1 = self.cut_interval_arrays(self.arrays() | self.cut_arrays(), oc, dc, xp)
         return t0[None], t1[None]
 
     def cut(self, normal, offset: float):
@@ -162,7 +169,7 @@ class Box(Shape):
         h = a["half"]
         t0, t1 = -BIG, BIG
         for i in range(3):
-            lo, hi = _slab(o[..., i], d[..., i], -h[i], h[i], xp)
+            lo, hi = _slab(o[i], d[i], -h[i], h[i], xp)
             t0, t1 = xp.maximum(t0, lo), xp.minimum(t1, hi)
         return t0, t1
 
@@ -190,11 +197,11 @@ class Cylinder(Shape):
 
     @staticmethod
     def interval_arrays(a, o, d, xp):
-        qa = d[..., 0] ** 2 + d[..., 1] ** 2
-        qb = o[..., 0] * d[..., 0] + o[..., 1] * d[..., 1]
-        qc = o[..., 0] ** 2 + o[..., 1] ** 2 - a["radius"] ** 2
+        qa = d[0] ** 2 + d[1] ** 2
+        qb = o[0] * d[0] + o[1] * d[1]
+        qc = o[0] ** 2 + o[1] ** 2 - a["radius"] ** 2
         t0, t1 = _quadric(qa, qb, qc, xp)
-        z0, z1 = _slab(o[..., 2], d[..., 2], -a["half_height"], a["half_height"], xp)
+        z0, z1 = _slab(o[2], d[2], -a["half_height"], a["half_height"], xp)
         return xp.maximum(t0, z0), xp.minimum(t1, z1)
 
 
@@ -220,8 +227,13 @@ class Ellipsoid(Shape):
 
     @staticmethod
     def interval_arrays(a, o, d, xp):
-        os_, ds = o / a["semi_axes"], d / a["semi_axes"]
-        return _quadric(xp.sum(ds * ds, -1), xp.sum(os_ * ds, -1), xp.sum(os_ * os_, -1) - 1.0, xp)
+        s_ = a["semi_axes"]
+        os_ = [o[i] / s_[i] for i in range(3)]
+        ds = [d[i] / s_[i] for i in range(3)]
+        qa = ds[0] * ds[0] + ds[1] * ds[1] + ds[2] * ds[2]
+        qb = os_[0] * ds[0] + os_[1] * ds[1] + os_[2] * ds[2]
+        qc = os_[0] * os_[0] + os_[1] * os_[1] + os_[2] * os_[2] - 1.0
+        return _quadric(qa, qb, qc, xp)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,7 +282,7 @@ class Prism(Shape):
 
     @staticmethod
     def interval_arrays(a, o, d, xp):
-        t0, t1 = _slab(o[..., 2], d[..., 2], -a["half_height"], a["half_height"], xp)
+        t0, t1 = _slab(o[2], d[2], -a["half_height"], a["half_height"], xp)
         for i in range(a["edge_n"].shape[0]):
             n = a["edge_n"][i]
             lo, hi = _half_space(o, d, (n[0], n[1], 0.0), a["edge_c"][i], xp)
