@@ -63,7 +63,9 @@ def show_phantom(phantom: Phantom, out: str, size: int = 192, supersample: int =
     legend = [Patch(facecolor=colours[i + 1], edgecolor="k", label=f"{m} ({phantom.materials[m].density:.3g} g/cm³)")
               for i, m in enumerate(names)]
     fig.legend(handles=legend, loc="lower center", ncol=min(len(legend), 5), frameon=False)
-    fig.suptitle(f"{phantom.name}: {', '.join(f'{k}={v}' for k, v in phantom.params.items())}", fontsize=9)
+    shown = {k: v for k, v in phantom.params.items()
+             if isinstance(v, (int, float, str, bool, type(None))) or (isinstance(v, tuple) and len(v) <= 3)}
+    fig.suptitle(f"{phantom.name}: {', '.join(f'{k}={v}' for k, v in shown.items())}", fontsize=9)
     fig.tight_layout(rect=(0, 0.08, 1, 0.95))
     folder = os.path.dirname(os.path.abspath(out))
     with tempfile.NamedTemporaryFile(dir=folder, suffix=".png", delete=False) as tmp:
