@@ -146,16 +146,30 @@ class Phantom:
                 if any(a >= b for a, b in sub):
                     continue
                 (za, zb), (ya, yb), (xa, xb) = sub
-                pts = np.stack(np.broadcast_arrays(fine[2][None, None, xa:xb], fine[1][None, ya:yb, None],
-                                                   zs[za:zb, None, None]), axis=-1)
-                inside = np.asarray(part.shape.contains(part.to_local(pts)))
                 view = owner[za:zb, ya:yb, xa:xb]
-                view[inside] = i
+                if _z_extruded(part):
+                    # the shape is the same in every z plane of its slab: test one plane, broadcast over z
+                    plane = np.stack(np.broadcast_arrays(fine[2][None, xa:xb], fine[1][ya:yb, None],
+                                                         np.float64(part.translation[2])), axis=-1)
+                    inside = np.asarray(part.shape.contains(part.to_local(plane)))[None]
+                else:
+                    pts = np.stack(np.broadcast_arrays(fine[2][None, None, xa:xb], fine[1][None, ya:yb, None],
+                                                       zs[za:zb, None, None]), axis=-1)
+                    inside = np.asarray(part.shape.contains(part.to_local(pts)))
+                np.copyto(view, i, where=inside)
+            # one histogram per class table: (coarse voxel, class) pairs counted with bincount
             cz = z1 - z0
+            coarse = ((np.arange(cz * k) // k)[:, None, None] * ny
+                      + (np.arange(ny * k) // k)[None, :, None]) * nx + (np.arange(nx * k) // k)[None, None, :]
             for table, names, out in ((part_mat, mats, fractions), (part_lab, labels, label_fr)):
-                per_sample = np.where(owner >= 0, table[np.maximum(owner, 0)], -1)
+                if not names:
+                    continue
+                cls = np.where(owner >= 0, table[np.maximum(owner, 0)], -1)
+                hit = cls >= 0
+                counts = np.bincount(coarse[hit] * len(names) + cls[hit], minlength=cz * ny * nx * len(names))
+                counts = counts.reshape(cz, ny, nx, len(names)) / np.float32(k**3)
                 for j, nm in enumerate(names):
-                    out[nm][z0:z1] = (per_sample == j).reshape(cz, k, ny, k, nx, k).mean(axis=(1, 3, 5))
+                    out[nm][z0:z1] = counts[..., j]
         return Voxelized(grid, fractions, {lab: f >= 0.5 for lab, f in label_fr.items()}, label_fr)
 
     def attenuation(self, grid: VolumeGrid, energy_kev: float, supersample: int = 2) -> np.ndarray:
@@ -253,6 +267,15 @@ class Phantom:
         from lamino.phantoms.export import export_stl
 
         return export_stl(self.to_meshes(), folder)
+
+
+def _z_extruded(part: Part) -> bool:
+    """True for boxes, cylinders and prisms turned only about z and not cut: z-slabs of a 2-D outline."""
+    from lamino.phantoms.shapes import Box, Cylinder, Prism
+
+    m = part.matrix
+    return (isinstance(part.shape, (Box, Cylinder, Prism)) and not part.shape.cuts
+            and np.allclose(m[2], (0, 0, 1)) and np.allclose(m[:, 2], (0, 0, 1)))
 
 
 def _fine_axis(grid: VolumeGrid, dim: int, k: int) -> np.ndarray:
