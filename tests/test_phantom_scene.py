@@ -187,3 +187,21 @@ def test_many_crossings_fall_back_to_a_fine_voxel_projection():
         np.testing.assert_allclose(approx[m][centre], exact[m][centre], rtol=0.05, atol=0.02)
     # six 0.25 mm layers of each metal crossed at 60° tilt: 1.5 / sin(60°) mm through the middle
     assert exact["copper"][0, 4, 4] == pytest.approx(1.5 / math.sin(math.radians(60)), rel=1e-5)
+
+
+def test_from_mesh_phantom_voxels_and_exact_paths(tmp_path):
+    import trimesh
+
+    path = tmp_path / "part.stl"
+    trimesh.creation.box(extents=(0.4, 0.6, 0.2)).export(str(path))        # in cm
+    ph = phantoms.from_mesh(str(path), material="aluminium", units="cm")
+    lo, hi = ph.bounds
+    assert np.subtract(hi, lo) == pytest.approx([4.0, 6.0, 2.0])
+    vox = ph.voxelize(VolumeGrid((12, 32, 24), 0.25, center=(0.01, 0.02, 0.03)), supersample=2)
+    assert vox.fractions["aluminium"].sum() * 0.25**3 == pytest.approx(48.0, rel=0.01)
+    g = Geometry.parallel(0.0, 1, (1, 1), 1.0)                              # one ray along +y through the origin
+    assert ph.path_lengths(g)["aluminium"][0, 0, 0] == pytest.approx(6.0, rel=1e-5)
+    with pytest.raises(ValueError, match="watertight"):
+        open_box = trimesh.creation.box(extents=(1, 1, 1))
+        open_box.update_faces(np.arange(len(open_box.faces)) != 0)
+        phantoms.from_mesh(open_box)

@@ -104,39 +104,40 @@ def _closed_outward(mesh: trimesh.Trimesh, name: str, copy: bool = True) -> trim
 # ------------------------------------------------------------------------------------------ the kernels
 
 
-def _edge_sign(px, py, qx, qy, sigma):
-    """Signed edge function σ·(P × Q) of the projected ray point (origin) and its tie-broken sign.
+def _crossings(v, flags):
+    """Crossings of rays with triangles projected into each ray's frame (ray at x' = y' = 0, z' = t).
 
-    P, Q: the edge's endpoints in canonical order; σ = ±1 restores the triangle's own edge direction. When
-    P × Q is exactly 0 the sign is that after nudging the ray point by +ε along the first projected axis,
-    then along the second: sign(Py − Qy), else sign(Qx − Px). Exact, and antisymmetric between two triangles
-    sharing the edge, so one of them (or, at a silhouette, both or neither) claims the ray.
+    v: 9 arrays (Ax', Ay', Az', Bx', ..., Cz'), flags: 4 bool arrays (edge BC, CA, AB runs from the higher to
+    the lower vertex index; triangle is real), all broadcastable. Returns the crossing t, coded: its lowest
+    mantissa bit is 1 where the ray leaves the solid (d·n > 0), 0 where it enters; +inf where it misses.
+
+    Edge function k (the unnormalised barycentric coordinate of vertex k) is σ·(P × Q) with the edge's
+    endpoints P, Q in canonical order (lower vertex index first) and σ = ±1, so the two triangles sharing an
+    edge evaluate the same expression on the same numbers and get exactly opposite values, whatever
+    multiply-add fusion the compiler does. Where P × Q is exactly 0 the sign is taken after nudging the ray
+    by +ε along x', then y': sign(Py − Qy), else sign(Qx − Px) — exact, and antisymmetric too.
     """
-    e = sigma * (px * qy - py * qx)
-    tie = jnp.where(py != qy, jnp.sign(py - qy), jnp.sign(qx - px))
-    return e, jnp.where(e != 0, jnp.sign(e), sigma * tie)
+    x, y, z = v[0::3], v[1::3], v[2::3]
+    e, g = [], []
+    for k in range(3):
+        i, j, f = (k + 1) % 3, (k + 2) % 3, flags[k]
+        px, py = jnp.where(f, x[j], x[i]), jnp.where(f, y[j], y[i])
+        qx, qy = jnp.where(f, x[i], x[j]), jnp.where(f, y[i], y[j])
+        sigma = jnp.where(f, -1.0, 1.0)
+        ek = sigma * (px * qy - py * qx)
+        tie = jnp.where(py != qy, jnp.sign(py - qy), jnp.sign(qx - px))
+        e.append(ek)
+        g.append(jnp.where(ek != 0, jnp.sign(ek), sigma * tie))
+    hit = flags[3] & (g[0] == g[1]) & (g[1] == g[2]) & (g[0] != 0)
+    t = (e[0] * z[0] + e[1] * z[1] + e[2] * z[2]) / jnp.where(hit, e[0] + e[1] + e[2], 1.0)
+    bits = (lax.bitcast_convert_type(t, jnp.int32) & ~1) | (g[0] > 0).astype(jnp.int32)
+    return jnp.where(hit, lax.bitcast_convert_type(bits, jnp.float32), jnp.inf)
 
 
-def _hits(ax, ay, az, bx, by, bz, cx, cy, cz, fu, fv, fw, su, sv, sw):
-    """Crossings of the ray (projected to the origin, along +z') with projected triangles (any shapes).
-
-    Vertices A, B, C projected into the ray frame (x', y' normal to the ray, z' = t). ``fu`` (bool): edge BC
-    is stored reversed (vertex index of B > that of C), ``su`` = −1 then, else +1; likewise CA (fv), AB (fw).
-    Returns (hit, sign, t): sign = +1 where the ray leaves the solid (d·n > 0), −1 where it enters.
-    """
-    u, gu = _edge_sign(*_order(bx, by, cx, cy, fu), su)
-    v, gv = _edge_sign(*_order(cx, cy, ax, ay, fv), sv)
-    w, gw = _edge_sign(*_order(ax, ay, bx, by, fw), sw)
-    hit = (gu == gv) & (gv == gw) & (gu != 0)
-    det = u + v + w
-    det_safe = jnp.where(hit, det, 1.0)
-    t = (u * az + v * bz + w * cz) / det_safe
-    return hit, gu, t
-
-
-def _order(px, py, qx, qy, flip):
-    """Endpoints (P, Q) of an edge in canonical order: swapped where ``flip``."""
-    return (jnp.where(flip, qx, px), jnp.where(flip, qy, py), jnp.where(flip, px, qx), jnp.where(flip, py, qy))
+def _decode(c):
+    """Coded crossings → (t, sign): sign +1 exit, −1 entry, 0 none (t = +inf)."""
+    exit_ = (lax.bitcast_convert_type(c, jnp.int32) & 1) == 1
+    return c, jnp.where(jnp.isfinite(c), jnp.where(exit_, 1.0, -1.0), 0.0).astype(c.dtype)
 
 
 def _ray_frames(o, d):
@@ -152,81 +153,60 @@ def _ray_frames(o, d):
     norm = jnp.sqrt(dd)
     t_c = -jnp.sum(o * d, axis=-1) / dd
     o_near = o + t_c[:, None] * d
-    dhat = d / norm[:, None]
-    axis = jnp.argmin(jnp.abs(dhat), axis=-1)
-    a = jax.nn.one_hot(axis, 3, dtype=d.dtype)
-    e1 = jnp.cross(dhat, a)
-    e1 = e1 / jnp.linalg.norm(e1, axis=-1, keepdims=True)
-    e2 = jnp.cross(dhat, e1)
+    x, y, z = (d[:, k] / norm for k in range(3))  # unit direction; (e1, e2, d̂) right-handed, orthonormal
+    sign = jnp.where(z >= 0, 1.0, -1.0)  # (Duff et al., "Building an orthonormal basis, revisited", JCGT 2017)
+    a = -1.0 / (sign + z)
+    b = x * y * a
+    e1 = jnp.stack([1.0 + sign * x * x * a, sign * b, -sign * x], axis=1)
+    e2 = jnp.stack([b, sign + y * y * a, -y], axis=1)  # projected area > 0 ⇔ d·n > 0
     return o_near, t_c, norm, e1, e2, d / dd[:, None], valid
 
 
-def _chunk_hits(tri, flips, o, e1, e2, dn):
-    """(hit, sign, t') of R rays × C triangles: tri (C, 3, 3), flips (C, 3) bool, per-ray frames (R, 3)."""
-    coords = []
+def _chunk_crossings(tri, flags, o, e1, e2, dn):
+    """Coded crossings (R, C) of R rays (frames (R, 3)) with a chunk of triangles (tri (9, C), flags (4, C))."""
+    v = []
     for k in range(3):
-        rel = [tri[None, :, k, j] - o[:, j, None] for j in range(3)]  # (R, C) each
-        for frame in (e1, e2, dn):
-            coords.append(rel[0] * frame[:, 0, None] + rel[1] * frame[:, 1, None] + rel[2] * frame[:, 2, None])
-    f = [flips[None, :, j] for j in range(3)]
-    s = [jnp.where(fj, -1.0, 1.0).astype(tri.dtype) for fj in f]
-    return _hits(*coords, *f, *s)
+        rel = [tri[3 * k + j][None, :] - o[:, j, None] for j in range(3)]
+        v += [rel[0] * f[:, 0, None] + rel[1] * f[:, 1, None] + rel[2] * f[:, 2, None] for f in (e1, e2, dn)]
+    return _crossings(v, [flags[i][None, :] for i in range(4)])
 
 
 def _slab(o, d, lo, hi):
     """True where the full line o + t·d meets the box [lo, hi] (o, d: (R, 3); lo, hi: (3,))."""
+    inside = (o >= lo) & (o <= hi)
     safe = jnp.where(d == 0, 1.0, d)
-    ta = (lo - o) / safe
-    tb = (hi - o) / safe
-    tmin = jnp.where(d == 0, jnp.where((o >= lo) & (o <= hi), -jnp.inf, jnp.inf), jnp.minimum(ta, tb))
-    tmax = jnp.where(d == 0, jnp.where((o >= lo) & (o <= hi), jnp.inf, -jnp.inf), jnp.maximum(ta, tb))
+    ta, tb = (lo - o) / safe, (hi - o) / safe
+    tmin = jnp.where(d == 0, jnp.where(inside, -jnp.inf, jnp.inf), jnp.minimum(ta, tb))
+    tmax = jnp.where(d == 0, jnp.where(inside, jnp.inf, -jnp.inf), jnp.maximum(ta, tb))
     return jnp.max(tmin, axis=-1) <= jnp.min(tmax, axis=-1)
 
 
-def _block_crossings(tris, flips, boxes, o, d, k_keep: int):
-    """The ``k_keep`` smallest crossings (t', sign) of a block of R rays, sorted; +inf / 0 pad.
+def _block_crossings(tris, flags, boxes, o, e1, e2, dn, valid, k_keep: int):
+    """The ``k_keep`` smallest coded crossings of a block of R rays, ascending, +inf padded: (R, k_keep).
 
-    tris (nc, C, 3, 3), flips (nc, C, 3), boxes (nc, 2, 3): triangles in chunks with their bounding boxes.
-    Chunks whose box the block's lines all miss are skipped.
+    tris (nc, 9, C), flags (nc, 4, C), boxes (nc, 2, 3): triangles in chunks with their bounding boxes.
+    Chunks whose box all lines of the block miss, and chunks no line hits, cost no merge.
     """
-    o_near, t_c, norm, e1, e2, dn, valid = _ray_frames(o, d)
-    r = o.shape[0]
-    init = (jnp.full((r, k_keep), jnp.inf, o.dtype), jnp.zeros((r, k_keep), o.dtype))
+    def merge(kept, tri, flag):
+        c = _chunk_crossings(tri, flag, o, e1, e2, dn)
 
-    def merge(carry, chunk):
-        tri, flip = chunk[0], chunk[1]
-        hit, sign, t = _chunk_hits(tri, flip, o_near, e1, e2, dn)
-        all_t = jnp.concatenate([carry[0], jnp.where(hit, t, jnp.inf)], axis=1)
-        all_s = jnp.concatenate([carry[1], jnp.where(hit, sign, 0.0)], axis=1)
-        neg, idx = lax.top_k(-all_t, k_keep)
-        return (-neg, jnp.take_along_axis(all_s, idx, axis=1))
+        def keep(kept):
+            return -lax.top_k(-jnp.concatenate([kept, c], axis=1), k_keep)[0]
 
-    def body(carry, chunk):
-        tri, flip, box = chunk
-        near = jnp.any(_slab(o_near, dn, box[0], box[1]) & valid)
-        return lax.cond(near, merge, lambda c, _: c, carry, (tri, flip)), None
+        return lax.cond(jnp.any(jnp.isfinite(c)), keep, lambda kept: kept, kept)
 
-    (t, s), _ = lax.scan(body, init, (tris, flips, boxes))
-    t = jnp.where(valid[:, None], t, jnp.inf)
-    s = jnp.where(valid[:, None], s, 0.0)
-    return t, s, t_c, norm
+    def body(kept, chunk):
+        tri, flag, box = chunk
+        near = jnp.any(_slab(o, dn, box[0], box[1]) & valid)
+        return lax.cond(near, merge, lambda kept, *_: kept, kept, tri, flag), None
 
-
-def _block_counts(tris, flips, o, d):
-    """Number of crossings of each full line of a block (R rays) with all triangles (diagnostic)."""
-    o_near, _, _, e1, e2, dn, valid = _ray_frames(o, d)
-
-    def body(count, chunk):
-        hit, _, _ = _chunk_hits(chunk[0], chunk[1], o_near, e1, e2, dn)
-        return count + jnp.sum(hit, axis=1, dtype=jnp.int32), None
-
-    count, _ = lax.scan(body, jnp.zeros(o.shape[0], jnp.int32), (tris, flips))
-    return jnp.where(valid, count, 0)
+    kept, _ = lax.scan(body, jnp.full((o.shape[0], k_keep), jnp.inf, jnp.float32), (tris, flags, boxes))
+    return jnp.where(valid[:, None], kept, jnp.inf)
 
 
 def _pair_crossings(t, s, n_int: int):
     """Intervals [t0, t1] where the winding number (entries − exits, from −∞) is positive; empty: 0, 0."""
-    step = -s  # entry (sign −1) raises the winding number
+    step = -s  # an entry (sign −1) raises the winding number
     depth = jnp.cumsum(step, axis=-1)
     before = depth - step
     start = (depth > 0) & (before <= 0)
@@ -237,58 +217,91 @@ def _pair_crossings(t, s, n_int: int):
     return jnp.where(used, t0, 0.0), jnp.where(used, t1, 0.0), used
 
 
+def _blocks(x, block: int, fill=0.0):
+    """(N, ...) → (N / block, block, ...), padded with ``fill``."""
+    pad = (-x.shape[0]) % block
+    x = jnp.concatenate([x, jnp.full((pad,) + x.shape[1:], fill, x.dtype)])
+    return x.reshape((-1, block) + x.shape[1:])
+
+
+def _unblock(x, n: int):
+    return x.reshape((-1,) + x.shape[2:])[:n]
+
+
+def _line_blocks(center, origins, directions, block: int):
+    """Origins and directions (..., 3), broadcast, centred, float32, in blocks: (nb, block, 3) each."""
+    o = jnp.asarray(origins, jnp.float32)
+    d = jnp.asarray(directions, jnp.float32)
+    shape = jnp.broadcast_shapes(o.shape, d.shape)
+    o = jnp.broadcast_to(o, shape).reshape(-1, 3) - center
+    d = jnp.broadcast_to(d, shape).reshape(-1, 3)
+    return _blocks(o, block), _blocks(d, block), shape[:-1]
+
+
 @partial(jax.jit, static_argnames=("k_keep", "n_int", "block"))
-def _trace(tris, flips, boxes, center, o, d, *, k_keep: int, n_int: int, block: int):
-    """Relative intervals of N rays: (t0', t1', used) (N, n_int), t_c (N,), |d| (N,)."""
-    n = o.shape[0]
-    pad = (-n) % block
-    o = jnp.concatenate([o - center, jnp.zeros((pad, 3), o.dtype)]).reshape(-1, block, 3)
-    d = jnp.concatenate([d, jnp.zeros((pad, 3), d.dtype)]).reshape(-1, block, 3)
+def _trace(tris, flags, boxes, center, origins, directions, *, k_keep: int, n_int: int, block: int):
+    """(t0, t1) (n_int, ...), path lengths (...) and crossing counts (≤ k_keep) of the full lines o + t·d."""
+    o, d, shape = _line_blocks(center, origins, directions, block)
 
     def one(od):
-        t, s, t_c, norm = _block_crossings(tris, flips, boxes, od[0], od[1], k_keep)
-        t0, t1, used = _pair_crossings(t, s, n_int)
-        return t0, t1, used, t_c, norm
+        o_near, t_c, norm, e1, e2, dn, valid = _ray_frames(od[0], od[1])
+        t, s = _decode(_block_crossings(tris, flags, boxes, o_near, e1, e2, dn, valid, k_keep))
+        t0, t1, used = _pair_crossings(t, s, n_int)  # from the point nearest the centre: no cancellation
+        length = jnp.sum(t1 - t0, axis=-1) * norm
+        count = jnp.sum(jnp.isfinite(t), axis=-1, dtype=jnp.int32)
+        return jnp.where(used, t0 + t_c[:, None], 0.0), jnp.where(used, t1 + t_c[:, None], 0.0), length, count
 
-    t0, t1, used, t_c, norm = lax.map(one, (o, d))
-    flat = lambda x: x.reshape((-1,) + x.shape[2:])[:n]  # noqa: E731
-    return flat(t0), flat(t1), flat(used), flat(t_c), flat(norm)
+    t0, t1, length, count = (_unblock(x, math.prod(shape)) for x in lax.map(one, (o, d)))
+    t0, t1 = (jnp.moveaxis(x, -1, 0).reshape((n_int,) + shape) for x in (t0, t1))
+    return t0, t1, length.reshape(shape), count.reshape(shape)
+
+
+def _cells(pts, grid_lo, grid_step, grid_n, table):
+    """Binned triangle indices (P, M) of the (x, y) cells of points (P, ≥2)."""
+    ij = jnp.clip(jnp.floor((pts[:, :2] - grid_lo) / grid_step).astype(jnp.int32), 0, grid_n - 1)
+    return table[ij[:, 0] * grid_n[1] + ij[:, 1]]
 
 
 @partial(jax.jit, static_argnames=("block",))
-def _count(tris, flips, center, o, d, *, block: int):
-    n = o.shape[0]
-    pad = (-n) % block
-    o = jnp.concatenate([o - center, jnp.zeros((pad, 3), o.dtype)]).reshape(-1, block, 3)
-    d = jnp.concatenate([d, jnp.zeros((pad, 3), d.dtype)]).reshape(-1, block, 3)
-    return lax.map(lambda od: _block_counts(tris, flips, od[0], od[1]), (o, d)).reshape(-1)[:n]
+def _contains(tris, flags, table, grid_lo, grid_step, grid_n, lo, hi, center, points, *, block: int):
+    """Inside test of points (..., 3): winding number of the upward vertical line, over binned triangles.
 
-
-@partial(jax.jit, static_argnames=("block",))
-def _contains(tris, flips, table, grid_lo, grid_step, grid_n, lo, hi, center, p, *, block: int):
-    """Inside test of N points by the winding number of the upward vertical ray, binned triangles."""
-    n = p.shape[0]
-    pad = (-n) % block
-    p = jnp.concatenate([p - center, jnp.zeros((pad, 3), p.dtype)]).reshape(-1, block, 3)
+    tris (9, T + 1), flags (4, T + 1) (the last triangle is padding), table (cells, M) triangle indices.
+    """
+    p = jnp.asarray(points, jnp.float32)
+    shape = p.shape[:-1]
 
     def one(pts):
-        ij = jnp.floor((pts[:, :2] - grid_lo) / grid_step).astype(jnp.int32)
-        ij = jnp.clip(ij, 0, grid_n - 1)
-        idx = table[ij[:, 0] * grid_n[1] + ij[:, 1]]  # (P, M)
-        tv = tris[idx]  # (P, M, 3, 3)
-        fl = flips[idx]  # (P, M, 3)
-        x = [tv[..., k, 0] - pts[:, 0, None] for k in range(3)]
-        y = [tv[..., k, 1] - pts[:, 1, None] for k in range(3)]
-        z = [tv[..., k, 2] for k in range(3)]
-        f = [fl[..., j] for j in range(3)]
-        s = [jnp.where(fj, -1.0, 1.0).astype(p.dtype) for fj in f]
-        hit, sign, zhit = _hits(x[0], y[0], z[0], x[1], y[1], z[1], x[2], y[2], z[2], *f, *s)
-        above = hit & (zhit > pts[:, 2, None])
-        winding = jnp.sum(jnp.where(above, sign, 0.0), axis=1)
-        box = jnp.all((pts >= lo) & (pts <= hi), axis=1)
-        return (winding > 0) & box
+        idx = _cells(pts, grid_lo, grid_step, grid_n, table)
+        tv, fl = tris[:, idx], flags[:, idx]  # (9, P, M), (4, P, M)
+        v = [tv[k] - pts[:, k % 3, None] if k % 3 < 2 else tv[k] for k in range(9)]
+        zhit, sign = _decode(_crossings(v, list(fl)))
+        winding = jnp.sum(jnp.where(zhit > pts[:, 2, None], sign, 0.0), axis=1)
+        return (winding > 0) & jnp.all((pts >= lo) & (pts <= hi), axis=1)
 
-    return lax.map(one, p).reshape(-1)[:n]
+    out = lax.map(one, _blocks(p.reshape(-1, 3) - center, block))
+    return _unblock(out, math.prod(shape)).reshape(shape)
+
+
+@partial(jax.jit, static_argnames=("block", "k_keep", "n_int"))
+def _contains_grid(tris, flags, table, grid_lo, grid_step, grid_n, center, x, y, z, *, block, k_keep, n_int):
+    """Inside test on the grid z (nz,) × y (ny,) × x (nx,): intervals of each vertical line. (nz, ny, nx)."""
+    x, y, z = (jnp.asarray(a, jnp.float32).reshape(-1) for a in (x, y, z))
+    yy, xx = jnp.meshgrid(y, x, indexing="ij")
+    cols = jnp.stack([xx.reshape(-1), yy.reshape(-1)], axis=1) - center[:2]
+
+    def one(xy):
+        idx = _cells(xy, grid_lo, grid_step, grid_n, table)
+        tv, fl = tris[:, idx], flags[:, idx]
+        v = [tv[k] - xy[:, k % 3, None] if k % 3 < 2 else tv[k] for k in range(9)]
+        c = -lax.top_k(-_crossings(v, list(fl)), k_keep)[0]
+        z0, z1, _ = _pair_crossings(*_decode(c), n_int)  # empty slots: [0, 0], never inside below
+        zc = z[:, None, None] - center[2]
+        return jnp.any((zc >= z0[None]) & (zc < z1[None]), axis=-1)  # (nz, P)
+
+    out = lax.map(one, _blocks(cols, block))  # (nb, nz, P)
+    out = jnp.moveaxis(out, 1, 0).reshape(z.shape[0], -1)[:, : cols.shape[0]]
+    return out.reshape(z.shape[0], y.shape[0], x.shape[0])
 
 
 # --------------------------------------------------------------------------------------------- the shape
@@ -297,18 +310,24 @@ def _contains(tris, flips, table, grid_lo, grid_step, grid_n, lo, hi, center, p,
 class MeshShape:
     """A solid bounded by a closed triangle mesh; coordinates x, y, z in mm in the mesh's own frame.
 
-    ``max_crossings``: the most surface crossings kept per line (``n_intervals = max_crossings // 2`` interval
-    slots). ``None`` estimates it: the largest crossing count over 2048 random lines through the bounding box
-    and 1536 axis-parallel lines (fixed seed), doubled, plus 2, at least 4. Lines with more crossings keep
-    the nearest ones (smallest t) and lose the rest. ``tri_chunk`` triangles × ``ray_block`` rays are
-    intersected at a time (memory ≈ 40 · tri_chunk · ray_block bytes).
+    ``max_crossings``: the most surface crossings kept per line; ``n_intervals = max_crossings // 2`` interval
+    slots. ``None`` estimates it as 2 × (largest crossing count, up to 32, of 12 × 12 parallel lines across the
+    bounding box in each of 16 directions: axes, face and body diagonals, 3 random) + 2, at least 4. A line
+    with more crossings keeps the nearest ones (smallest t) and loses the rest (:meth:`crossing_counts` checks
+    given lines: a count equal to max_crossings may be truncated). Rays are traced ``ray_block`` at a time
+    against ``tri_chunk`` triangles at a time (memory ≈ 12 · ray_block · tri_chunk bytes; defaults 1024 × 512
+    on CPU, 8192 × 4096 on accelerators), skipping triangle chunks that all lines of a block miss. Triangles
+    are stored centred, in float32.
     """
 
-    def __init__(self, mesh: trimesh.Trimesh, max_crossings: int | None = None, *, tri_chunk: int = 2048,
-                 ray_block: int = 512):
+    def __init__(self, mesh: trimesh.Trimesh, max_crossings: int | None = None, *, tri_chunk: int | None = None,
+                 ray_block: int | None = None):
         if not isinstance(mesh, trimesh.Trimesh):
             mesh = load_mesh(mesh)
         self.mesh = _closed_outward(mesh, str(mesh.metadata.get("file_name", "<Trimesh>")))
+        cpu = jax.default_backend() == "cpu"
+        tri_chunk = (512 if cpu else 4096) if tri_chunk is None else tri_chunk
+        ray_block = (1024 if cpu else 8192) if ray_block is None else ray_block
         if int(tri_chunk) < 1 or int(ray_block) < 1:
             raise ValueError(f"tri_chunk={tri_chunk!r}, ray_block={ray_block!r} are not allowed: both must be ≥ 1")
         self._ray_block = int(ray_block)
@@ -317,25 +336,27 @@ class MeshShape:
         self._center = 0.5 * (lo + hi)
         faces = np.asarray(self.mesh.faces, dtype=np.int64)
         tri = (np.asarray(self.mesh.vertices, dtype=np.float64)[faces] - self._center).astype(np.float32)
-        flips = np.stack([faces[:, 1] > faces[:, 2], faces[:, 2] > faces[:, 0], faces[:, 0] > faces[:, 1]], 1)
+        flags = np.stack([faces[:, 1] > faces[:, 2], faces[:, 2] > faces[:, 0], faces[:, 0] > faces[:, 1],
+                          ~_degenerate(tri)], axis=1)
         order = _morton_order(tri.mean(axis=1), lo - self._center, hi - self._center)
-        tri, flips = tri[order], flips[order]
-        self._tri_np, self._flips_np = tri, flips
-        chunk = int(min(tri_chunk, len(tri)))
-        pad = (-len(tri)) % chunk
-        tri_p = np.concatenate([tri, np.zeros((pad, 3, 3), np.float32)])  # degenerate: never hit
-        flips_p = np.concatenate([flips, np.zeros((pad, 3), bool)])
-        nc = len(tri_p) // chunk
-        tri_c = tri_p.reshape(nc, chunk, 3, 3)
+        tri, flags = tri[order], flags[order]
+        self._tri_np, self._flags_np = tri, flags
+        chunk = int(min(tri_chunk, max(64, 1 << (len(tri) - 1).bit_length())))  # few shapes, few compilations
+        nc = -(-len(tri) // chunk)
+        pad = nc * chunk - len(tri)
+        soa = np.concatenate([tri.reshape(-1, 9), np.zeros((pad, 9), np.float32)]).reshape(nc, chunk, 9)
+        fl = np.concatenate([flags, np.zeros((pad, 4), bool)]).reshape(nc, chunk, 4)  # padding: not real
         margin = 1e-4 * float(np.max(hi - lo)) + 1e-6
-        boxes = np.stack([tri_c.min(axis=(1, 2)) - margin, tri_c.max(axis=(1, 2)) + margin], axis=1)
-        for c in range(nc):  # padding triangles sit at the origin: keep them out of the boxes
-            real = tri_p.reshape(nc, chunk, 3, 3)[c][: max(0, min(chunk, len(tri) - c * chunk))]
-            boxes[c] = [real.min(axis=(0, 1)) - margin, real.max(axis=(0, 1)) + margin]
-        self._tris = jnp.asarray(tri_c)
-        self._flips = jnp.asarray(flips_p.reshape(nc, chunk, 3))
-        self._boxes = jnp.asarray(boxes.astype(np.float32))
+        boxes = np.empty((nc, 2, 3), np.float32)
+        for c in range(nc):
+            real = soa[c, : chunk - (pad if c == nc - 1 else 0)].reshape(-1, 3)
+            boxes[c] = [real.min(axis=0) - margin, real.max(axis=0) + margin]
+        self._tris = jnp.asarray(np.ascontiguousarray(soa.transpose(0, 2, 1)))  # (nc, 9, C)
+        self._flags = jnp.asarray(np.ascontiguousarray(fl.transpose(0, 2, 1)))  # (nc, 4, C)
+        self._boxes = jnp.asarray(boxes)
         self._center_j = jnp.asarray(self._center, dtype=jnp.float32)
+        self._lo_j = jnp.asarray(lo - self._center, jnp.float32)
+        self._hi_j = jnp.asarray(hi - self._center, jnp.float32)
         self._bins = None
         if max_crossings is None:
             max_crossings = self._estimate_max_crossings()
@@ -358,21 +379,19 @@ class MeshShape:
         (t1 − t0)·|d| mm of solid. Used slots come first, sorted by t0; unused slots hold t0 = t1 = 0.
         A zero direction gives no intervals. jit-compatible.
         """
-        t0, t1, used, t_c, _, shape = self._run(origins, directions)
-        t0 = jnp.where(used, t0 + t_c[:, None], 0.0)
-        t1 = jnp.where(used, t1 + t_c[:, None], 0.0)
-        return _slots_first(t0, shape), _slots_first(t1, shape)
+        t0, t1, _, _ = self._trace(origins, directions)
+        return t0, t1
 
     def path_length(self, origins, directions) -> jnp.ndarray:
         """Length (mm) of solid along each full line ``o + t·d``: Σ (t1 − t0)·|d|, shape (...)."""
-        t0, t1, _, _, norm, shape = self._run(origins, directions)
-        return (jnp.sum(t1 - t0, axis=-1) * norm).reshape(shape)
+        return self._trace(origins, directions)[2]
 
     def crossing_counts(self, origins, directions) -> jnp.ndarray:
-        """Number of surface crossings of each full line (int32, shape (...)); compare with ``max_crossings``."""
-        o, d, shape = _rays(origins, directions)
-        block = _block_size(o.shape[0], self._ray_block)
-        return _count(self._tris, self._flips, self._center_j, o, d, block=block).reshape(shape)
+        """Surface crossings of each full line ``o + t·d``, counted up to ``max_crossings``: int32, shape (...).
+
+        A line that reaches ``max_crossings`` may have more, and then loses its farthest intervals.
+        """
+        return self._trace(origins, directions)[3]
 
     def contains(self, points) -> jnp.ndarray:
         """True for points (..., 3) (x, y, z in mm) inside the solid; points on the surface go either way.
@@ -380,39 +399,68 @@ class MeshShape:
         Winding number of the upward vertical line from each point, testing only the triangles whose
         footprint overlaps the point's cell of an (x, y) grid built on first use. jit-compatible.
         """
-        p = jnp.asarray(points, dtype=jnp.float32)
-        if p.shape[-1:] != (3,):
-            raise ValueError(f"points of shape {p.shape} are not allowed: the last axis must be x, y, z (3)")
-        shape = p.shape[:-1]
-        p = p.reshape(-1, 3)
-        if self._bins is None:
-            self._bins = _xy_bins(self._tri_np, self._flips_np)
-        tris, flips, table, glo, gstep, gn = self._bins
-        m = table.shape[1]
-        block = _block_size(p.shape[0], max(256, (1 << 20) // max(m, 1)))
-        lo = jnp.asarray(self._lo - self._center, jnp.float32)
-        hi = jnp.asarray(self._hi - self._center, jnp.float32)
-        out = _contains(tris, flips, table, glo, gstep, gn, lo, hi, self._center_j, p, block=block)
-        return out.reshape(shape)
+        points = _array(points)
+        shape = np.shape(points)
+        if shape[-1:] != (3,):
+            raise ValueError(f"points of shape {shape} are not allowed: the last axis must be x, y, z (3)")
+        tris, flags, table, glo, gstep, gn = self._xy_bins()
+        block = _block_size(math.prod(shape[:-1]), max(256, (1 << 20) // table.shape[1]))
+        return _contains(tris, flags, table, glo, gstep, gn, self._lo_j, self._hi_j, self._center_j, points,
+                         block=block)
+
+    def contains_grid(self, x, y, z) -> jnp.ndarray:
+        """Inside test on the rectilinear grid of axes x (nx,), y (ny,), z (nz,) in mm: bool (nz, ny, nx).
+
+        The fast path for voxelisation: the solid's intervals along each vertical (x, y) line are found once
+        and the nz points of the column compared against them (same result as :meth:`contains`).
+        """
+        tris, flags, table, glo, gstep, gn = self._xy_bins()
+        x, y, z = _array(x), _array(y), _array(z)
+        block = _block_size(np.size(x) * np.size(y), max(256, (1 << 20) // table.shape[1]))
+        return _contains_grid(tris, flags, table, glo, gstep, gn, self._center_j, x, y, z, block=block,
+                              k_keep=min(self.max_crossings, table.shape[1]), n_int=self.n_intervals)
 
     # --------------------------------------------------------------------------------------- internals
 
-    def _run(self, origins, directions):
-        o, d, shape = _rays(origins, directions)
-        block = _block_size(o.shape[0], self._ray_block)
-        t0, t1, used, t_c, norm = _trace(self._tris, self._flips, self._boxes, self._center_j, o, d,
-                                         k_keep=self.max_crossings, n_int=self.n_intervals, block=block)
-        return t0, t1, used, t_c, norm, shape
+    def _block(self, origins, directions) -> int:
+        shape = np.broadcast_shapes(np.shape(origins), np.shape(directions))
+        if shape[-1:] != (3,):
+            raise ValueError(f"origins {np.shape(origins)} and directions {np.shape(directions)} are not allowed: "
+                             "they must broadcast to (..., 3)")
+        return _block_size(math.prod(shape[:-1]), self._ray_block)
 
-    def _estimate_max_crossings(self) -> int:
+    def _trace(self, origins, directions, k_keep: int | None = None):
+        k_keep = self.max_crossings if k_keep is None else k_keep
+        origins, directions = _array(origins), _array(directions)
+        return _trace(self._tris, self._flags, self._boxes, self._center_j, origins, directions,
+                      k_keep=k_keep, n_int=k_keep // 2, block=self._block(origins, directions))
+
+    def _xy_bins(self):
+        if self._bins is None:
+            self._bins = _xy_bins(self._tri_np, self._flags_np)
+        return self._bins
+
+    def _estimate_max_crossings(self, cap: int = 32, n: int = 12) -> int:
+        """2 × the most crossings (≤ cap) of n × n parallel lines across the box in each of 16 directions + 2."""
         rng = np.random.default_rng(12345)
-        lo, hi = self._lo, self._hi
-        n_rand, n_axis = 2048, 512
-        o = rng.uniform(lo, hi, size=(n_rand + 3 * n_axis, 3))
-        d = rng.normal(size=(n_rand, 3))
-        d_axis = np.repeat(np.eye(3), n_axis, axis=0)
-        d = np.concatenate([d, d_axis])
-        counts = np.asarray(self.crossing_counts(o, d))
+        dirs = [np.eye(3), [[1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1], [0, 1, 1], [0, 1, -1]],
+                [[1, 1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1]], rng.normal(size=(3, 3))]
+        dirs = np.concatenate([np.asarray(x, float) for x in dirs])
+        dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+        half = 0.5 * (self._hi - self._lo)
+        radius = float(np.linalg.norm(half)) + 1e-9
+        s = (np.arange(n) + rng.uniform(0.2, 0.8)) / n * 2 - 1  # offset: avoid the mesh's symmetry planes
+        lines_o = []
+        for dvec in dirs:
+            a = np.eye(3)[np.argmin(np.abs(dvec))]
+            u = np.cross(dvec, a)
+            u /= np.linalg.norm(u)
+            v = np.cross(dvec, u)
+            su, sv = np.meshgrid(s * radius, s * radius)
+            lines_o.append(self._center + su.reshape(-1, 1) * u + sv.reshape(-1, 1) * v)
+        o = np.concatenate(lines_o)
+        d = np.repeat(dirs, n * n, axis=0)
+        counts = np.asarray(self._trace(o, d, k_keep=cap)[3])
         return max(4, 2 * int(counts.max()) + 2)
 
     def __repr__(self) -> str:
@@ -424,26 +472,22 @@ class MeshShape:
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def _rays(origins, directions):
-    """Origins and directions broadcast and flattened to (N, 3) float32, and the leading shape."""
-    o = jnp.asarray(origins, dtype=jnp.float32)
-    d = jnp.asarray(directions, dtype=jnp.float32)
-    if o.shape[-1:] != (3,) or d.shape[-1:] != (3,):
-        raise ValueError(f"origins {o.shape} and directions {d.shape} are not allowed: the last axis must be 3")
-    shape = jnp.broadcast_shapes(o.shape, d.shape)
-    o = jnp.broadcast_to(o, shape).reshape(-1, 3)
-    d = jnp.broadcast_to(d, shape).reshape(-1, 3)
-    return o, d, shape[:-1]
+def _array(x):
+    """JAX arrays (and tracers) as they are, anything else as a float32 numpy array (one jit signature)."""
+    return x if isinstance(x, jax.Array) else np.asarray(x, dtype=np.float32)
 
 
 def _block_size(n: int, cap: int) -> int:
-    """Rays per block: ``cap``, or the next power of two ≥ n for small calls (fewer wasted pad rays)."""
-    return int(min(cap, 1 << max(0, (max(n, 1) - 1).bit_length())))
+    """Rays per block: ``cap``, or for small calls the next power of two ≥ n (at least 256)."""
+    return int(min(cap, max(256, 1 << max(0, (n - 1).bit_length()))))
 
 
-def _slots_first(t, shape):
-    """(N, n_int) → (n_int, ...)."""
-    return jnp.moveaxis(t, -1, 0).reshape((t.shape[-1],) + tuple(shape))
+def _degenerate(tri: np.ndarray) -> np.ndarray:
+    """True for triangles (T, 3, 3) of (numerically) zero area: they bound nothing and are never hit."""
+    t = tri.astype(np.float64)
+    area2 = np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=-1)
+    edge2 = np.max(np.sum((t[:, (1, 2, 0)] - t) ** 2, axis=-1), axis=-1)
+    return area2 <= 1e-12 * edge2
 
 
 def _morton_order(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -456,12 +500,12 @@ def _morton_order(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndar
     return np.argsort(code, kind="stable")
 
 
-def _xy_bins(tri: np.ndarray, flips: np.ndarray, max_table: int = 1 << 24):
+def _xy_bins(tri: np.ndarray, flags: np.ndarray, max_table: int = 1 << 24):
     """Triangles binned by their (x, y) footprint on a uniform grid, for vertical-ray inside tests.
 
-    Returns device arrays (tris + one degenerate pad triangle, flips, table (cells, M) of triangle indices
-    padded with the pad triangle, grid lo (2,), cell size (2,), cells per axis (2,)). The grid size is the
-    one (of a few tried) with the fewest triangles in its fullest cell.
+    Returns device arrays: tris (9, T + 1) and flags (4, T + 1) with a pad triangle last, table (cells, M) of
+    triangle indices (padded with the pad), grid lo (2,), cell size (2,), cells per axis (2,). The grid is
+    the one (of a few tried) with the fewest triangles in its fullest cell.
     """
     n = len(tri)
     xy_lo, xy_hi = tri[:, :, :2].min(axis=1), tri[:, :, :2].max(axis=1)
@@ -494,7 +538,8 @@ def _xy_bins(tri: np.ndarray, flips: np.ndarray, max_table: int = 1 << 24):
     rank = np.arange(len(cell_sorted)) - np.repeat(np.cumsum(counts) - counts, counts)
     table = np.full((cells * cells, max(m, 1)), n, np.int32)
     table[cell_sorted, rank] = tri_sorted
-    tri_pad = np.concatenate([tri, np.zeros((1, 3, 3), np.float32)])
-    flips_pad = np.concatenate([flips, np.zeros((1, 3), bool)])
-    return (jnp.asarray(tri_pad), jnp.asarray(flips_pad), jnp.asarray(table), jnp.asarray(glo, jnp.float32),
-            jnp.asarray(step, jnp.float32), jnp.asarray([cells, cells], jnp.int32))
+    tri_pad = np.concatenate([tri.reshape(-1, 9), np.zeros((1, 9), np.float32)]).T  # (9, T + 1)
+    flags_pad = np.concatenate([flags, np.zeros((1, 4), bool)]).T  # (4, T + 1); the pad is not real
+    return (jnp.asarray(np.ascontiguousarray(tri_pad)), jnp.asarray(np.ascontiguousarray(flags_pad)),
+            jnp.asarray(table), jnp.asarray(glo, jnp.float32), jnp.asarray(step, jnp.float32),
+            jnp.asarray([cells, cells], jnp.int32))

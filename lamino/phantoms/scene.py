@@ -147,7 +147,12 @@ class Phantom:
                     continue
                 (za, zb), (ya, yb), (xa, xb) = sub
                 view = owner[za:zb, ya:yb, xa:xb]
-                if _z_extruded(part):
+                if hasattr(part.shape, "contains_grid") and np.allclose(part.matrix, np.eye(3)):
+                    # meshes placed without rotation: the mesh's own column-wise grid test
+                    t = np.asarray(part.translation)
+                    inside = np.asarray(part.shape.contains_grid(fine[2][xa:xb] - t[0], fine[1][ya:yb] - t[1],
+                                                                 zs[za:zb] - t[2]))
+                elif _z_extruded(part):
                     # the shape is the same in every z plane of its slab: test one plane, broadcast over z
                     plane = np.stack(np.broadcast_arrays(fine[2][None, xa:xb], fine[1][ya:yb, None],
                                                          np.float64(part.translation[2])), axis=-1)
