@@ -205,3 +205,28 @@ def test_from_mesh_phantom_voxels_and_exact_paths(tmp_path):
         open_box = trimesh.creation.box(extents=(1, 1, 1))
         open_box.update_faces(np.arange(len(open_box.faces)) != 0)
         phantoms.from_mesh(open_box)
+
+
+def _sampled_chord(shape, o, d, n=200001, span=20.0):
+    t = np.linspace(-span, span, n)
+    pts = np.asarray(o)[None] + t[:, None] * np.asarray(d)[None]
+    return shape.contains(pts).sum() * (t[1] - t[0]) * np.linalg.norm(d)
+
+
+@pytest.mark.parametrize("radii", [(3.0, 1.0), (1.0, 3.0), (2.5, 0.0)])
+def test_frustum_chords_and_volume(radii):
+    from lamino.phantoms import Frustum
+
+    f = Frustum(radii[0], radii[1], 4.0)
+    r_mid = sum(radii) / 2
+    assert _chords(f, [[0.0, -20, 0.0]], [[0, 1, 0]])[0] == pytest.approx(2 * r_mid)     # through the axis at z=0
+    assert _chords(f, [[0.0, 0.0, -20.0]], [[0, 0, 1]])[0] == pytest.approx(4.0)         # along the axis
+    rng = np.random.default_rng(1)
+    for _ in range(20):                                                                   # oblique rays
+        o, d = rng.uniform(-2, 2, 3), rng.normal(size=3)
+        assert _chords(f, [o], [d])[0] == pytest.approx(_sampled_chord(f, o, d), abs=2e-3)
+    ph = Phantom.build("cone", [place(f, "aluminium", "cone", rotate_deg=(30, 0, 0))])
+    vox = ph.voxelize(VolumeGrid((48, 48, 48), 0.2), supersample=4)
+    volume = math.pi * 4.0 * (radii[0] ** 2 + radii[0] * radii[1] + radii[1] ** 2) / 3
+    assert vox.fractions["aluminium"].sum() * 0.2**3 == pytest.approx(volume, rel=0.01)
+    assert ph.to_meshes()[0][2].volume == pytest.approx(volume, rel=0.01)

@@ -12,14 +12,14 @@ import inspect
 from lamino.phantoms.lego import lego
 from lamino.phantoms.pouch_cell import pouch_cell
 from lamino.phantoms.scene import Part, Phantom, Voxelized, place
-from lamino.phantoms.shapes import Box, Cylinder, Ellipsoid, Prism
+from lamino.phantoms.shapes import Box, Cylinder, Ellipsoid, Frustum, Prism
 from lamino.phantoms.siemens_star import siemens_star
 from lamino.phantoms.ssb_pellet import ssb_pellet
 
 _BUILDERS = {"lego": lego, "pouch_cell": pouch_cell, "siemens_star": siemens_star, "ssb_pellet": ssb_pellet}
 
-__all__ = ["Box", "Cylinder", "Ellipsoid", "Part", "Phantom", "Prism", "Voxelized", "from_mesh", "get", "names",
-           "parameters", "place"]
+__all__ = ["Box", "Cylinder", "Ellipsoid", "Frustum", "Part", "Phantom", "Prism", "Voxelized", "from_mesh", "get",
+           "names", "parameters", "place"]
 
 
 def names() -> list[str]:

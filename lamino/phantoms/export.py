@@ -8,7 +8,7 @@ import tempfile
 import numpy as np
 import trimesh
 
-from lamino.phantoms.shapes import Box, Cylinder, Ellipsoid, Prism
+from lamino.phantoms.shapes import Box, Cylinder, Ellipsoid, Frustum, Prism
 
 
 def _clip_convex(mesh: trimesh.Trimesh, cuts) -> trimesh.Trimesh:
@@ -42,6 +42,11 @@ def shape_mesh(shape) -> trimesh.Trimesh:
         v = np.asarray(shape.vertices)
         h = shape.height / 2
         mesh = trimesh.convex.convex_hull(np.concatenate([np.c_[v, np.full(len(v), -h)], np.c_[v, np.full(len(v), h)]]))
+    elif isinstance(shape, Frustum):
+        ring = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+        pts = [np.c_[r * np.cos(ring), r * np.sin(ring), np.full(64, z)]
+               for r, z in ((shape.radius_bottom, -shape.height / 2), (shape.radius_top, shape.height / 2))]
+        mesh = trimesh.convex.convex_hull(np.concatenate(pts))
     elif hasattr(shape, "mesh"):
         return shape.mesh.copy()
     else:

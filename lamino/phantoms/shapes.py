@@ -1,4 +1,6 @@
-"""Convex primitive shapes of lamino phantoms, in their own (local) frame, lengths in mm.
+"""Convex primitive shapes of lamino phantoms, in their own (local) frame, lengths in mm: :class:`Box`,
+:class:`Cylinder`, :class:`Ellipsoid` (spheres), :class:`Prism` (extruded convex polygon) and
+:class:`Frustum` (truncated cone). Triangle meshes live in ``mesh.py``.
 
 Every shape answers three questions, vectorised over points or rays:
 
@@ -288,3 +290,63 @@ class Prism(Shape):
             lo, hi = _half_space(o, d, (n[0], n[1], 0.0), a["edge_c"][i], xp)
             t0, t1 = xp.maximum(t0, lo), xp.minimum(t1, hi)
         return t0, t1
+
+
+@dataclasses.dataclass(frozen=True)
+class Frustum(Shape):
+    """Truncated circular cone about the local z axis, centred on z = 0: radius ``radius_bottom`` at
+    z = −height/2 and ``radius_top`` at z = +height/2 (mm; one radius may be 0, giving a cone)."""
+
+    radius_bottom: float = 1.0
+    radius_top: float = 0.5
+    height: float = 1.0
+
+    def __post_init__(self):
+        for name in ("radius_bottom", "radius_top"):
+            v = float(getattr(self, name))
+            if not (np.isfinite(v) and v >= 0):
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: give a finite radius ≥ 0 mm")
+            object.__setattr__(self, name, v)
+        if self.radius_bottom == 0 and self.radius_top == 0:
+            raise ValueError("radius_bottom=0 and radius_top=0 are not allowed: one radius must be > 0 mm")
+        object.__setattr__(self, "height", _positive(self.height, "height"))
+
+    def _bounds(self):
+        r = max(self.radius_bottom, self.radius_top)
+        h = np.array([r, r, self.height / 2])
+        return -h, h
+
+    def _contains(self, q, xp):
+        a, b = self.arrays()["r_mid"], self.arrays()["slope"]
+        r = a + b * q[..., 2]
+        return (xp.abs(q[..., 2]) <= self.height / 2) & (r >= 0) & (q[..., 0] ** 2 + q[..., 1] ** 2 <= r * r)
+
+    def arrays(self):
+        return {"r_mid": np.asarray((self.radius_bottom + self.radius_top) / 2),
+                "slope": np.asarray((self.radius_top - self.radius_bottom) / self.height),
+                "half_height": np.asarray(self.height / 2)}
+
+    @staticmethod
+    def interval_arrays(a, o, d, xp):
+        # x² + y² ≤ (r_mid + slope·z)² on the nappe where r_mid + slope·z ≥ 0, within the z slab
+        r0, b = a["r_mid"], a["slope"]
+        rz = r0 + b * o[2]
+        qa = d[0] ** 2 + d[1] ** 2 - (b * d[2]) ** 2
+        qb = o[0] * d[0] + o[1] * d[1] - b * rz * d[2]
+        qc = o[0] ** 2 + o[1] ** 2 - rz * rz
+        h0, h1 = _slab(o[2], d[2], -a["half_height"], a["half_height"], xp)
+        n0, n1 = _half_space(o, d, (0.0, 0.0, -b), r0, xp)
+        h0, h1 = xp.maximum(h0, n0), xp.minimum(h1, n1)
+        disc = qb * qb - qa * qc
+        root = xp.sqrt(xp.maximum(disc, 0.0))
+        safe = xp.where(qa == 0, 1e-30, qa)
+        ra, rb = (-qb - root) / safe, (-qb + root) / safe
+        lo, hi = xp.minimum(ra, rb), xp.maximum(ra, rb)
+        # qa > 0: inside between the roots; qa < 0: outside between them (the line meets both nappes)
+        pos0, pos1 = xp.where(disc >= 0, xp.maximum(lo, h0), BIG), xp.where(disc >= 0, xp.minimum(hi, h1), -BIG)
+        left0, left1 = h0, xp.minimum(lo, h1)
+        right0, right1 = xp.maximum(hi, h0), h1
+        use_left = left1 > left0
+        neg0 = xp.where(disc < 0, h0, xp.where(use_left, left0, right0))
+        neg1 = xp.where(disc < 0, h1, xp.where(use_left, left1, right1))
+        return xp.where(qa > 0, pos0, neg0), xp.where(qa > 0, pos1, neg1)
