@@ -6,26 +6,24 @@ import math
 from collections.abc import Sequence
 
 
-def check_length(value, name: str, lo: float, hi: float) -> float:
-    """A finite length in mm within [lo, hi]."""
+def _check_number(value, name: str, lo: float, hi: float, what: str, unit: str = "") -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
         v = math.nan
     if not (math.isfinite(v) and lo <= v <= hi):
-        raise ValueError(f"{name}={value!r} is not allowed: give a length from {lo:g} to {hi:g} mm")
+        raise ValueError(f"{name}={value!r} is not allowed: give {what} from {lo:g} to {hi:g}{unit}")
     return v
+
+
+def check_length(value, name: str, lo: float, hi: float) -> float:
+    """A finite length in mm within [lo, hi]."""
+    return _check_number(value, name, lo, hi, "a length", " mm")
 
 
 def check_fraction(value, name: str, lo: float = 0.0, hi: float = 1.0) -> float:
     """A finite number within [lo, hi]."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = math.nan
-    if not (math.isfinite(v) and lo <= v <= hi):
-        raise ValueError(f"{name}={value!r} is not allowed: give a number from {lo:g} to {hi:g}")
-    return v
+    return _check_number(value, name, lo, hi, "a number")
 
 
 def check_int(value, name: str, lo: int, hi: int) -> int:
