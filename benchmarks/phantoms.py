@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from lamino import phantoms
-from lamino.geometry import Geometry, VolumeGrid
+from lamino.geometry import Geometry
 from lamino.phantoms import Ellipsoid, Phantom, place
 from lamino.phantoms.figures import phantom_grid
 
