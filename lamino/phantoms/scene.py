@@ -363,16 +363,16 @@ def _owned_lengths(t0, t1, slot_mat, n_mat: int, k: int):
     hit = t1 > t0
     if k < s:
         # compact the hit slots, in slot order, into k rows: the (j+1)-th hit slot of a ray goes to row j
-        pos = jnp.cumsum(hit, axis=0) - 1
-        rows = jnp.arange(k)[:, None]
+        # (one scatter; missed slots are sent to row k and dropped)
+        row = jnp.where(hit, jnp.cumsum(hit, axis=0) - 1, k)
+        col = jnp.broadcast_to(jnp.arange(t0.shape[1])[None], t0.shape)
+        rank_all = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32)[:, None], t0.shape)
 
-        def place_slot(i, acc):
-            sel = (rows == pos[i][None]) & hit[i][None]
-            return tuple(jnp.where(sel, new[None], old) for new, old in zip((t0[i], t1[i], i), acc, strict=True))
+        def compact(values, fill):
+            return jnp.full((k, t0.shape[1]), fill, values.dtype).at[row, col].set(
+                values, mode="drop", unique_indices=True)
 
-        init = (jnp.full((k, t0.shape[1]), BIG), jnp.full((k, t0.shape[1]), BIG),
-                jnp.zeros((k, t0.shape[1]), jnp.int32))
-        t0, t1, rank = jax.lax.fori_loop(0, s, place_slot, init)
+        t0, t1, rank = compact(t0, BIG), compact(t1, BIG), compact(rank_all, 0)
     else:
         rank = jnp.broadcast_to(jnp.arange(s)[:, None], t0.shape)
     empty = t1 <= t0
