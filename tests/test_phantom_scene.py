@@ -127,6 +127,16 @@ def test_siemens_star_dimensions_materials_and_labels():
     zs = np.nonzero(gold.sum(axis=(1, 2)))[0]
     assert (zs.max() - zs.min() + 1) * 0.01 == pytest.approx(0.02)
     assert vox.labels["spoke"].any() and vox.labels["substrate"].any()
+    # the listed spoke regions are where the gold is: sample the mid-radius circle
+    spokes = np.asarray(ph.params["spokes_deg"])
+    assert spokes.shape == (12, 2) and np.allclose(spokes[:, 1] - spokes[:, 0], 15.0)
+    angles = np.radians(np.arange(0.5, 360, 1.0))
+    pts = np.stack([0.5 * np.cos(angles), 0.5 * np.sin(angles), np.full_like(angles, 0.01)], -1)
+    in_gold = np.zeros(len(angles), bool)
+    for part in ph.parts[1:]:
+        in_gold |= np.asarray(part.shape.contains(part.to_local(pts)))
+    listed = np.any((np.degrees(angles)[:, None] > spokes[:, 0]) & (np.degrees(angles)[:, None] < spokes[:, 1]), 1)
+    assert np.array_equal(in_gold, listed)
     upright = phantoms.get("siemens_star", n_spokes=12, radius_mm=1.0, plane="xz")
     (_, _, uz0), (_, _, uz1) = upright.bounds
     assert uz1 - uz0 == pytest.approx(2.4)                    # the star now spans the axis direction

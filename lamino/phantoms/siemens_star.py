@@ -18,7 +18,9 @@ def siemens_star(n_spokes: int = 36, radius_mm: float = 2.0, thickness_mm: float
     """``n_spokes`` metal sectors (half the circle, alternating with gaps) of ``thickness_mm`` on a square
     substrate of side 2.4 × ``radius_mm``. ``plane="xy"`` lies flat in the sample plane (CL target);
     ``plane="xz"`` stands in a plane containing the rotation axis (for CL vs limited-angle CT comparisons).
-    Spatial period at radius r: 2π r / n_spokes. Labels: ``spoke``, ``substrate``. ``seed`` is unused.
+    Spatial period at radius r: 2π r / n_spokes. Labels: ``spoke``, ``substrate``; the spoke regions are
+    listed in ``params["spokes_deg"]`` as [start, end] polar angles (degrees, in the star's own plane, from its
+    x axis). ``seed`` is accepted for a uniform interface; the star has nothing random.
     """
     check_int(n_spokes, "n_spokes", 4, 720)
     check_length(radius_mm, "radius_mm", 1e-3, 1e3)
@@ -46,5 +48,6 @@ def siemens_star(n_spokes: int = 36, radius_mm: float = 2.0, thickness_mm: float
         parts.append(placed(Prism(tuple(verts), thickness_mm), metal, "spoke", thickness_mm / 2))
     params = dict(n_spokes=n_spokes, radius_mm=radius_mm, thickness_mm=thickness_mm, metal=metal,
                   substrate=substrate, substrate_thickness_mm=substrate_thickness_mm, plane=plane,
-                  arc_points=arc_points)
+                  arc_points=arc_points,
+                  spokes_deg=[[360.0 * j / n_spokes, 360.0 * j / n_spokes + 180.0 / n_spokes] for j in range(n_spokes)])
     return Phantom.build("siemens_star", parts, params)
