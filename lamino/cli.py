@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
+
+from lamino.io import atomic_write
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -50,10 +51,8 @@ def _demo(args: argparse.Namespace) -> int:
               f"max ∫μ dl = {proj.max():.3f}")
     fig.suptitle("lamino: line integrals of a plate with metal spheres")
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(args.out))
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".png", delete=False) as tmp:
-        fig.savefig(tmp.name, dpi=100)
-    os.replace(tmp.name, args.out)
+    with atomic_write(args.out, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
     print(f"wrote {args.out}")
     return 0
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 import trimesh
 
+from lamino.io import atomic_write
 from lamino.phantoms.shapes import Box, Cylinder, Ellipsoid, Frustum, Prism
 
 
@@ -74,8 +74,7 @@ def export_stl(meshes: list, folder: str) -> list[str]:
     paths = []
     for material, parts in sorted(by_material.items()):
         path = os.path.join(folder, f"{material}.stl")
-        with tempfile.NamedTemporaryFile(dir=folder, suffix=".stl", delete=False) as tmp:
-            trimesh.util.concatenate(parts).export(tmp.name, file_type="stl")
-        os.replace(tmp.name, path)
+        with atomic_write(path, suffix=".stl") as tmp:
+            trimesh.util.concatenate(parts).export(tmp, file_type="stl")
         paths.append(path)
     return paths

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 
 from lamino.geometry import VolumeGrid
+from lamino.io import atomic_write
 from lamino.phantoms.scene import Phantom
 
 
@@ -67,11 +65,11 @@ def show_phantom(phantom: Phantom, out: str, size: int = 192, supersample: int =
              if isinstance(v, (int, float, str, bool, type(None))) or (isinstance(v, tuple) and len(v) <= 3)}
     fig.suptitle(f"{phantom.name}: {', '.join(f'{k}={v}' for k, v in shown.items())}", fontsize=9)
     fig.tight_layout(rect=(0, 0.08, 1, 0.95))
-    folder = os.path.dirname(os.path.abspath(out))
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".png", delete=False) as tmp:
-        fig.savefig(tmp.name, dpi=90)
-    plt.close(fig)
-    os.replace(tmp.name, out)
+    try:
+        with atomic_write(out, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=90)
+    finally:
+        plt.close(fig)
     return out
 
 

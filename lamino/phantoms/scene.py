@@ -346,6 +346,7 @@ def _owned_lengths_chunked(t0, t1, slot_mat, n_mat: int, k: int, chunk: int):
     pad = n * chunk - r
     t0 = jnp.pad(t0, ((0, 0), (0, pad)), constant_values=BIG)
     t1 = jnp.pad(t1, ((0, 0), (0, pad)), constant_values=BIG)
+
     def split(a):
         return a.reshape(s, n, chunk).transpose(1, 0, 2)
 

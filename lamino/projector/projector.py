@@ -40,20 +40,24 @@ def _dominant_k(vec, grid: VolumeGrid, beam: str):
     return jnp.argmax(jnp.abs(ray[::-1]) / jnp.asarray(grid.voxel_size, jnp.float32))
 
 
-def _map_views(fn, xs, batch: int):
-    """``lax.map`` of ``fn`` over the leading (view) axis of ``xs``, ``batch`` views at a time via ``vmap``.
+def _view_batches(a, batch: int, zeros: bool = False):
+    """(n, …) per-view array → (⌈n / batch⌉, batch, …), padded with zeros or copies of the last view."""
+    n = a.shape[0]
+    extra = -(-n // batch) * batch - n
+    fill = jnp.zeros((extra, *a.shape[1:]), a.dtype) if zeros else jnp.repeat(a[-1:], extra, axis=0)
+    return jnp.concatenate([a, fill]).reshape(-1, batch, *a.shape[1:])
+
+
+def _map_views(fn, views, batch: int):
+    """``lax.map`` of ``fn`` over per-view ``views``, ``batch`` views at a time via ``vmap``.
 
     Batching fills a GPU (each slice step becomes one kernel over many views); on a CPU one view at a time
-    is fastest. The view axis is padded by repeating the last entry; padded results are dropped.
+    is fastest. Padded views' results are dropped.
     """
     if batch <= 1:
-        return lax.map(fn, xs)
-    n = jax.tree.leaves(xs)[0].shape[0]
-    m = -(-n // batch) * batch
-    pad = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], m - n, axis=0)]), xs)
-    chunks = jax.tree.map(lambda a: a.reshape(m // batch, batch, *a.shape[1:]), pad)
-    out = lax.map(jax.vmap(fn), chunks)
-    return jax.tree.map(lambda o: o.reshape(m, *o.shape[2:])[:n], out)
+        return lax.map(fn, views)
+    out = lax.map(jax.vmap(fn), _view_batches(views, batch))
+    return out.reshape(-1, *out.shape[2:])[:views.shape[0]]
 
 
 def forward_project(vol, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1):
@@ -102,11 +106,7 @@ def _accumulate(proj, vectors, plan: Plan, grid: VolumeGrid, per_view, padded: b
 
         p_sel, v_sel = proj[sel], vectors[sel]
         if batch > 1:                       # zero projections of padded views contribute nothing
-            m = -(-len(sel) // batch) * batch
-            p_sel = jnp.concatenate([p_sel, jnp.zeros((m - len(sel), *p_sel.shape[1:]), p_sel.dtype)])
-            v_sel = jnp.concatenate([v_sel, jnp.repeat(v_sel[-1:], m - len(sel), axis=0)])
-            p_sel = p_sel.reshape(m // batch, batch, *p_sel.shape[1:])
-            v_sel = v_sel.reshape(m // batch, batch, 12)
+            p_sel, v_sel = _view_batches(p_sel, batch, zeros=True), _view_batches(v_sel, batch)
         acc, _ = lax.scan(body, jnp.zeros(shape, jnp.float32), (p_sel, v_sel))
         vol = vol + _from_stack(acc[:, 1:-1, 1:-1] if padded else acc, k)
     return vol

@@ -1,0 +1,17 @@
+import pytest
+
+from lamino.io import atomic_write
+
+
+def test_atomic_write_renames_on_success_and_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.txt"
+    with atomic_write(str(target), suffix=".txt") as tmp:
+        with open(tmp, "w") as fh:
+            fh.write("done")
+        assert not target.exists()                    # nothing visible before the rename
+    assert target.read_text() == "done"
+    with pytest.raises(RuntimeError), atomic_write(str(target)) as tmp:
+        with open(tmp, "w") as fh:
+            fh.write("half")
+        raise RuntimeError("write failed")
+    assert target.read_text() == "done" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
