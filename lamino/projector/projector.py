@@ -153,11 +153,12 @@ class Projector:
         # the whole geometry as one plan: used inside traces (jax.grad / jit of the caller); for a traced
         # geometry the dominant axes are decided per view at run time
         self._plan = make_plan(geometry, grid)
-        self._vectors = jnp.asarray(geometry.vectors(), jnp.float32)
+        all_vectors = geometry.vectors()
+        self._vectors = jnp.asarray(all_vectors, jnp.float32)
         if not geometry.is_concrete:
             self._shards = None
             return
-        vectors = np.asarray(geometry.vectors(), dtype=np.float32)
+        vectors = np.asarray(all_vectors, dtype=np.float32)
         devices = list(devices) if devices is not None else _jax.compute_devices()
         if views_per_batch is None:
             views_per_batch = 1 if devices[0].platform == "cpu" else 16
@@ -166,7 +167,7 @@ class Projector:
         parts = [p for p in np.array_split(np.arange(geometry.n_views), len(devices)) if p.size]
         self._shards = []
         for dev, views in zip(devices, parts, strict=False):
-            sub = Geometry.from_vectors(np.asarray(geometry.vectors())[views], geometry.det_shape, geometry.beam)
+            sub = Geometry.from_vectors(all_vectors[views], geometry.det_shape, geometry.beam)
             plan = make_plan(sub, grid)
             self._shards.append((dev, jax.device_put(vectors[views], dev),
                                  _compiled(plan, grid, geometry.det_shape, views_per_batch)))
