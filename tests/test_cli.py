@@ -53,3 +53,45 @@ def test_phantom_list_and_show(tmp_path, capsys):
     assert main(["phantom", "show", "nope", "--out", str(tmp_path / "y.png")]) == 2
     assert main(["phantom", "show", "siemens_star", "--param", "oops", "--out", str(tmp_path / "z.png")]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["star.png"]
+
+
+def test_scanners_lists_every_preset(capsys):
+    from lamino.simulate import Scanner
+
+    assert main(["scanners"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in Scanner.presets())
+
+
+def test_simulate_writes_a_scan_that_loads(tmp_path, capsys):
+    from lamino.simulate import Scan
+
+    target = tmp_path / "scan.h5"
+    argv = ["simulate", "--phantom", "siemens_star", "--param", "n_spokes=12", "--scanner", "esrf_id19",
+            "--det", "24,32", "--spacing", "0.25", "--tilt", "30", "--views", "6", "--no-truth", "--out",
+            str(target)]
+    assert main(argv) == 0
+    assert "mean transmission" in capsys.readouterr().out
+    scan = Scan.load(str(target))
+    assert scan.counts.shape == (6, 24, 32) and scan.geometry.tilt_deg == 30.0
+    assert scan.phantom["params"]["n_spokes"] == 12
+    assert list(tmp_path.iterdir()) == [target]
+    assert main(argv) == 2                                           # exists: refused, file unchanged
+    assert Scan.load(str(target)).counts.shape == (6, 24, 32)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--scanner", "nope"], "nikon_xt225"),
+    (["--kvp", "500"], "kvp"),
+    (["--exposure", "0"], "exposure_s"),
+    (["--scanner", "esrf_id19", "--sod", "100"], "--sod"),
+    (["--phantom", "nope"], "unknown phantom"),
+    (["--out", "scan.txt"], "HDF5"),
+])
+def test_simulate_bad_input_is_one_line_error(extra, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["simulate", "--phantom", "lego", "--views", "2", "--det", "8,8", "--out", "scan.h5", *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert list(tmp_path.iterdir()) == []

@@ -177,9 +177,10 @@ class Phantom:
                     out[nm][z0:z1] = counts[..., j]
         return Voxelized(grid, fractions, {lab: f >= 0.5 for lab, f in label_fr.items()}, label_fr)
 
-    def attenuation(self, grid: VolumeGrid, energy_kev: float, supersample: int = 2) -> np.ndarray:
-        """Linear attenuation volume μ(E) (nz, ny, nx) in 1/mm at ``energy_kev``."""
-        vox = self.voxelize(grid, supersample)
+    def attenuation(self, grid: VolumeGrid, energy_kev: float, supersample: int = 2,
+                    voxels: Voxelized | None = None) -> np.ndarray:
+        """Linear attenuation volume μ(E) (nz, ny, nx) in 1/mm at ``energy_kev`` (``voxels``: reuse a voxelisation)."""
+        vox = voxels if voxels is not None and voxels.grid == grid else self.voxelize(grid, supersample)
         mu = np.zeros(grid.shape, np.float32)
         for name, frac in vox.fractions.items():
             mu += frac * np.float32(self.materials[name].mu(energy_kev))

@@ -1,0 +1,162 @@
+"""simulate(): the forward model against exact Beer–Lambert, an independent polychromatic integration, photon
+statistics, seeds, flats/darks and the Scan round trip."""
+
+import math
+
+import numpy as np
+import pytest
+import xraydb
+
+from lamino.geometry import Geometry, VolumeGrid
+from lamino.phantoms import Box, Phantom, place
+from lamino.simulate import Detector, Scan, Scanner, simulate
+
+H = 0.8            # slab thickness, mm
+TILT = 30.0
+
+
+def slab(material="aluminium", thickness=H, width=40.0):
+    return Phantom.build("slab", [place(Box((width, width, thickness)), material, label="slab")])
+
+
+def slab_geometry(n_views=4, det=(8, 10), tilt=TILT):
+    return Geometry.parallel(tilt_deg=tilt, n_views=n_views, det_shape=det, det_spacing=0.5)
+
+
+def beamline(energy_kev=30.0, detector=None, **kw):
+    det = detector or Detector.ideal((8, 10), 0.5)
+    return Scanner.preset("esrf_id19", energy_kev=energy_kev, **kw).replace(detector=det)
+
+
+def tube(kvp=80.0, detector=None, **kw):
+    det = detector or Detector.ideal((8, 10), 0.5)
+    return Scanner.preset("nikon_xt225", kvp=kvp, **kw).replace(detector=det)
+
+
+def xraydb_mu(formula, density, energy_kev):
+    return xraydb.material_mu(formula, np.asarray(energy_kev) * 1e3, density=density) / 10.0    # 1/mm
+
+
+def test_monochromatic_ideal_noise_free_is_exact_beer_lambert():
+    g = slab_geometry()
+    scan = simulate(slab(), g, beamline(30.0), noise=False, truth=False)
+    expected = xraydb_mu("Al", 2.699, 30.0) * H / math.sin(math.radians(TILT))   # plate crossed along h / sin α
+    np.testing.assert_allclose(scan.line_integrals(), expected, rtol=1e-4)
+    np.testing.assert_allclose(scan.counts / scan.flats[0], np.exp(-expected), rtol=1e-4)
+
+
+def test_polychromatic_transmission_matches_independent_integration_and_hardens():
+    sc = tube(80.0)
+    spectrum = sc.spectrum(32)
+    e, n = spectrum.energies_kev, spectrum.fluence
+    mu = xraydb_mu("Al", 2.699, e)
+    g = Geometry.cone(tilt_deg=TILT, n_views=2, det_shape=(8, 10), det_spacing=0.5, sod=500.0, sdd=1000.0)
+    effective = []
+    for h in (0.5, 2.0, 6.0):
+        ph = slab(thickness=h)
+        path = ph.path_lengths(g)["aluminium"]                              # exact ray–box chords (mm)
+        scan = simulate(ph, g, sc, noise=False, focal_spot=False, truth=False)
+        # energy-integrating ideal detector: w(E) = E, η = 1; the flat divides out N₀ and the cos³ falloff
+        t_expected = (np.exp(-path[..., None] * mu) @ (n * e)) / np.sum(n * e)
+        t_sim = np.exp(-scan.line_integrals())
+        np.testing.assert_allclose(t_sim, t_expected, rtol=1e-3)
+        effective.append(float(np.mean(-np.log(t_sim) / path)))
+    assert effective[0] > effective[1] > effective[2]                      # beam hardening: μ_eff falls with h
+    assert effective[2] > xraydb_mu("Al", 2.699, e.max())                  # ... but stays above μ at kVp
+
+
+def counting_flats(n_flats=1, read_noise=0.0, seed=0, quantize=True):
+    det = Detector(shape=(128, 128), spacing=0.5, mode="counting", scintillator=None, psf="none",
+                   read_noise_adu=read_noise, bit_depth=None, quantize=quantize)
+    sc = beamline(30.0, detector=det).replace(n_flats=n_flats, n_darks=1, flux=400.0 / 0.25, exposure_s=1.0)
+    g = slab_geometry(n_views=1, det=(128, 128))
+    return simulate(slab(), g, sc, seed=seed, truth=False, lengths={"aluminium": np.zeros((1, 128, 128))})
+
+
+def test_counting_flats_are_poisson():
+    flat = counting_flats().flats[0]
+    assert flat.mean() == pytest.approx(400.0 * float(Detector.ideal().efficiency(30.0)), rel=0.01)
+    assert flat.var() / flat.mean() == pytest.approx(1.0, abs=0.03)
+    assert np.all(flat == np.round(flat))
+
+
+def test_read_noise_adds_its_variance():
+    clean = counting_flats(quantize=False).flats[0]
+    noisy = counting_flats(read_noise=5.0, quantize=False).flats[0]
+    assert np.var(noisy - clean) == pytest.approx(25.0, rel=0.03)        # same seed: same photons
+    assert float(noisy.var() - clean.var()) == pytest.approx(25.0, abs=3.0)
+
+
+def test_averaged_flats_reduce_noise_as_one_over_n():
+    one, twenty = counting_flats(1).flats[0], counting_flats(20).flats[0]
+    assert twenty.var() / one.var() == pytest.approx(1 / 20, rel=0.08)
+
+
+def test_same_seed_same_data_other_seed_differs():
+    g = slab_geometry()
+    sc = tube(80.0, detector=Detector(shape=(8, 10), spacing=0.5, read_noise_adu=2.0))
+    g = Geometry.cone(tilt_deg=TILT, n_views=3, det_shape=(8, 10), det_spacing=0.5, sod=300.0, sdd=900.0)
+    a, b, c = (simulate(slab(), g, sc, seed=s, truth=False) for s in (4, 4, 5))
+    np.testing.assert_array_equal(a.counts, b.counts)
+    np.testing.assert_array_equal(a.flats, b.flats)
+    assert np.mean(a.counts != c.counts) > 0.5
+
+
+def test_flat_dark_correction_of_noise_free_data_with_offset_and_gain_recovers_line_integrals():
+    det = Detector(shape=(8, 10), spacing=0.5, scintillator=None, psf="none", gain_sigma=0.05, offset_adu=100.0,
+                   bit_depth=None, quantize=False)
+    g = slab_geometry()
+    scan = simulate(slab(), g, beamline(25.0, detector=det), noise=False, truth=False)
+    expected = xraydb_mu("Al", 2.699, 25.0) * H / math.sin(math.radians(TILT))
+    assert scan.darks.mean() == pytest.approx(100.0)
+    np.testing.assert_allclose(scan.line_integrals(), expected, rtol=1e-4)
+
+
+def test_detector_blur_conserves_signal_and_hardware_defaults_are_realistic():
+    ph = Phantom.build("bar", [place(Box((1.0, 40.0, 0.4)), "copper", label="bar")])
+    g = Geometry.parallel(tilt_deg=0.0, n_views=1, det_shape=(32, 32), det_spacing=0.1, angles_deg=(90.0,))
+    det = Detector(shape=(32, 32), spacing=0.1, scintillator=None, psf="gaussian", psf_sigma_px=1.5, bit_depth=None,
+                   quantize=False)
+    sharp = simulate(ph, g, beamline(30.0, detector=det), noise=False, blur=False, truth=False)
+    soft = simulate(ph, g, beamline(30.0, detector=det), noise=False, blur=True, truth=False)
+    inner = (slice(None), slice(8, 24), slice(8, 24))
+    assert soft.counts[inner].sum() == pytest.approx(sharp.counts[inner].sum(), rel=2e-3)
+    assert soft.counts.min() > sharp.counts.min()                          # the edge is smeared
+
+
+def test_scan_carries_truth_provenance_and_round_trips(tmp_path):
+    ph = slab(thickness=1.0, width=4.0)
+    g = Geometry.parallel(tilt_deg=TILT, n_views=4, det_shape=(12, 12), det_spacing=0.5)
+    grid = VolumeGrid((4, 10, 10), 0.5)
+    scan = simulate(ph, g, beamline(30.0, detector=Detector(shape=(12, 12), spacing=0.5)), seed=3, truth_grid=grid)
+    assert scan.truth.energy_kev == pytest.approx(30.0)
+    assert scan.truth.mu.max() == pytest.approx(xraydb_mu("Al", 2.699, 30.0), rel=1e-5)
+    assert scan.truth.labels["slab"].sum() == 2 * 8 * 8
+    assert scan.provenance["seed"] == 3 and scan.provenance["lamino_version"]
+    path = tmp_path / "scan.h5"
+    scan.save(str(path))
+    back = Scan.load(str(path))
+    np.testing.assert_array_equal(back.counts, scan.counts)
+    assert back.geometry == scan.geometry and back.scanner == scan.scanner and back.truth == scan.truth
+
+
+def test_bad_inputs_give_clear_errors():
+    g = slab_geometry()
+    with pytest.raises(ValueError, match="phantom"):
+        simulate("slab", g)
+    with pytest.raises(ValueError, match="method"):
+        simulate(slab(), g, beamline(), method="magic")
+    with pytest.raises(ValueError, match="nikon_xt225"):
+        simulate(slab(), g, "no_such_scanner")
+    with pytest.raises(ValueError, match="lengths"):
+        simulate(slab(), g, beamline(), lengths={"aluminium": np.zeros((1, 2, 3))})
+    with pytest.raises(ValueError, match="kvp"):
+        Scanner.preset("nikon_xt225", kvp=400)
+    with pytest.raises(ValueError, match="exposure_s"):
+        Scanner.preset("nikon_xt225", exposure_s=0)
+
+
+def test_saturating_flats_warn():
+    det = Detector(shape=(8, 10), spacing=0.5, scintillator=None, psf="none", bit_depth=8)
+    with pytest.warns(UserWarning, match="saturates"):
+        simulate(slab(), slab_geometry(), beamline(30.0, detector=det), truth=False)
