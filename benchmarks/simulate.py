@@ -45,7 +45,9 @@ def main() -> None:
     pixel = 24.0 / args.det
     if args.beam == "parallel":      # a beam line with a pink beam (a filtered 100 kV spectrum from a file)
         g = Geometry.parallel(30.0, args.views, (args.det, args.det), pixel)
-        base = Scanner.preset("esrf_id19", det_shape=(args.det, args.det), det_spacing=pixel)
+        base = Scanner.preset("esrf_id19")                # same flux density, larger pixels: shorter exposure
+        exposure = base.exposure_s * (base.detector.spacing[1] / pixel) ** 2
+        base = base.replace(det_shape=(args.det, args.det), det_spacing=pixel, exposure_s=exposure)
         spectrum_file = os.path.join(tempfile.mkdtemp(), "pink.txt")
         Spectrum.tube(100.0, filters=(("Al", 2.0),), n_bins=args.bins).to_file(spectrum_file)
         poly = base.replace(energy_kev=None, spectrum_file=spectrum_file)

@@ -455,3 +455,94 @@ def _read_truth(group) -> GroundTruth:
     grid = VolumeGrid.from_dict(json.loads(_read_str(group["grid"])))
     labels = {name: np.asarray(ds[()], dtype=bool) for name, ds in group["labels"].items()}
     return GroundTruth(mu=group["mu"][()], grid=grid, energy_kev=float(group["energy_kev"][()]), labels=labels)
+
+
+# ---------------------------------------------------------------------------------------------- volumes
+VOLUME_FORMAT = "lamino.volume"
+
+
+@dataclasses.dataclass(eq=False)
+class Volume:
+    """A reconstructed (or any) μ volume on its grid, with how it was made.
+
+    ``data`` (nz, ny, nx) float32 in 1/mm on ``grid``; ``geometry`` the acquisition it came from; ``method``,
+    ``params`` and per-iteration ``history`` of the reconstruction; ``provenance`` (lamino version, source file,
+    …). :meth:`save` writes NeXus **NXtomoproc** (``/entry/data/data`` with x, y, z axes in mm and an
+    NXprocess ``/entry/reconstruction``) plus ``/entry/lamino`` (grid, geometry, method, params, history).
+    """
+
+    data: np.ndarray
+    grid: VolumeGrid
+    geometry: Geometry | None = None
+    method: str = ""
+    params: dict = dataclasses.field(default_factory=dict)
+    history: dict = dataclasses.field(default_factory=dict)
+    provenance: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data = np.asarray(self.data, dtype=np.float32)
+        if not isinstance(self.grid, VolumeGrid):
+            raise ValueError(f"grid={type(self.grid).__name__} is not allowed: give a VolumeGrid")
+        if self.data.shape != tuple(self.grid.shape):
+            raise ValueError(f"data with shape {self.data.shape} is not allowed: the grid is {self.grid.shape}")
+        if self.geometry is not None and not isinstance(self.geometry, Geometry):
+            raise ValueError(f"geometry={type(self.geometry).__name__} is not allowed: give a Geometry or None")
+
+    def save(self, path, overwrite: bool = False) -> str:
+        """Write an NXtomoproc HDF5 file atomically (an existing file only with ``overwrite``); return ``path``."""
+        import h5py
+
+        path = os.fspath(path)
+        if os.path.exists(path) and not overwrite:
+            raise ValueError(f"path={path!r} exists; pass overwrite=True to replace it")
+        meta = {name: _to_json(getattr(self, name), name) for name in ("params", "history", "provenance")}
+        with atomic_write(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+            f.attrs["default"] = "entry"
+            f.attrs["creator"] = f"lamino {_lamino_version()}"
+            entry = _nx_group(f, "entry", "NXentry")
+            entry.attrs["default"] = "data"
+            entry["definition"] = "NXtomoproc"
+            entry["title"] = f"lamino {self.method or 'volume'}"
+            source = _nx_group(_nx_group(entry, "instrument", "NXinstrument"), "source", "NXsource")
+            source["name"], source["type"], source["probe"] = "lamino", "X-ray", "x-ray"
+            _nx_group(entry, "sample", "NXsample")["name"] = str(self.provenance.get("sample", "sample"))
+            process = _nx_group(entry, "reconstruction", "NXprocess")
+            process["program"], process["version"] = "lamino", _lamino_version()
+            process["date"] = _start_time(self.provenance)
+            _nx_group(process, "parameters", "NXparameters")["raw_file"] = str(self.provenance.get("scan", ""))
+            data = _nx_group(entry, "data", "NXdata")
+            data.attrs.update({"signal": "data", "axes": ["z", "y", "x"]})
+            _compressed(data, "data", self.data).attrs["units"] = "1/mm"
+            for dim, axis in enumerate("zyx"):
+                _dataset(data, axis, self.grid.axis(dim), "mm")
+            lam = _nx_group(entry, "lamino", "NXcollection")
+            lam.attrs.update({"format": VOLUME_FORMAT, "format_version": FORMAT_VERSION,
+                              "lamino_version": _lamino_version()})
+            lam["grid"] = json.dumps(self.grid.to_dict())
+            lam["method"] = self.method
+            if self.geometry is not None:
+                lam["geometry"] = json.dumps(self.geometry.to_dict())
+            for name, text in meta.items():
+                lam[name] = text
+        return path
+
+    @classmethod
+    def load(cls, path) -> Volume:
+        """Read a file written by :meth:`save`."""
+        import h5py
+
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"path={path!r} does not exist or is not a file")
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise ValueError(f"path={path!r} is not an HDF5 file: Volume.load reads lamino volume files") from exc
+        with f:
+            lam = f.get("entry/lamino")
+            if not isinstance(lam, h5py.Group) or lam.attrs.get("format") != VOLUME_FORMAT:
+                raise ValueError(f"path={path!r} is not a lamino volume file (no /entry/lamino volume group)")
+            geometry = Geometry.from_dict(json.loads(_read_str(lam["geometry"]))) if "geometry" in lam else None
+            return cls(data=f["entry/data/data"][()], grid=VolumeGrid.from_dict(json.loads(_read_str(lam["grid"]))),
+                       geometry=geometry, method=_read_str(lam["method"]),
+                       **{name: json.loads(_read_str(lam[name])) for name in ("params", "history", "provenance")})

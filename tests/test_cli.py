@@ -95,3 +95,31 @@ def test_simulate_bad_input_is_one_line_error(extra, message, tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_recon_writes_a_volume_and_a_picture(tmp_path, capsys):
+    from lamino.io import Volume
+
+    scan_path, out, png = tmp_path / "scan.h5", tmp_path / "recon.h5", tmp_path / "recon.png"
+    assert main(["simulate", "--phantom", "siemens_star", "--param", "n_spokes=8", "--param", "thickness_mm=0.05",
+                 "--scanner", "esrf_id19", "--energy", "15", "--exposure", "4e-5", "--det", "24,32", "--spacing",
+                 "0.2", "--tilt", "30", "--views", "24", "--out", str(scan_path)]) == 0
+    assert main(["recon", str(scan_path), "--method", "sirt", "--iterations", "3", "--out", str(out), "--png",
+                 str(png)]) == 0
+    assert "sirt of" in capsys.readouterr().out
+    vol = Volume.load(out)
+    assert vol.method == "sirt" and len(vol.history["residual"]) == 3 and vol.data.max() > 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--iterations", "0", "--method", "sirt"], "--iterations"),
+    (["--grid", "12,abc"], "--grid"),
+    ([], "does not exist"),
+])
+def test_recon_bad_input_is_one_line_error(extra, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["recon", "missing.h5", "--out", "r.h5", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert list(tmp_path.iterdir()) == []

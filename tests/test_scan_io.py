@@ -285,3 +285,29 @@ def test_export_tiff_writes_one_file_per_view_plus_flat_and_dark(tmp_path):
     short.export_tiff(folder, overwrite=True)
     assert len([p for p in os.listdir(folder) if p.startswith("proj_")]) == 4       # stale views removed
     assert not [p for p in os.listdir(folder) if p.startswith("tmp")]
+
+
+def test_volume_round_trip_and_nxtomoproc_layout(tmp_path):
+    import h5py
+
+    from lamino.io import Volume
+
+    grid = VolumeGrid((3, 4, 5), (0.2, 0.1, 0.1), center=(0.0, 1.0, -1.0))
+    data = np.random.default_rng(0).random(grid.shape).astype(np.float32)
+    g = Geometry.parallel(tilt_deg=30.0, n_views=6, det_shape=(8, 10), det_spacing=0.1)
+    vol = Volume(data, grid, g, method="sirt", params={"iterations": 5}, history={"residual": [3.0, 2.0]},
+                 provenance={"scan": "scan.h5"})
+    path = tmp_path / "recon.h5"
+    vol.save(path)
+    back = Volume.load(path)
+    np.testing.assert_array_equal(back.data, data)
+    assert back.grid == grid and back.geometry == g and back.method == "sirt"
+    assert back.params == {"iterations": 5} and back.history == {"residual": [3.0, 2.0]}
+    with h5py.File(path, "r") as f:
+        assert f["entry/definition"].asstr()[()] == "NXtomoproc"
+        np.testing.assert_allclose(f["entry/data/y"][()], grid.axis(1))
+        assert f["entry/data/data"].attrs["units"] == "1/mm"
+    with pytest.raises(ValueError, match="exists"):
+        vol.save(path)
+    with pytest.raises(ValueError, match="shape"):
+        Volume(data[:2], grid)

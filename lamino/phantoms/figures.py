@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lamino._plotting import orthogonal_slices, show_slice
 from lamino.geometry import VolumeGrid
 from lamino.io import atomic_write
 from lamino.phantoms.scene import Phantom
@@ -45,19 +46,13 @@ def show_phantom(phantom: Phantom, out: str, size: int = 192, supersample: int =
                           0, n - 1)) for d, n in enumerate(grid.shape)]
     colours = ["#ffffff"] + [plt.cm.tab10(i % 10) for i in range(len(names))]
     cmap = ListedColormap(colours)
-    ax_z, ax_y, ax_x = (grid.axis(d) for d in range(3))
-    views = [("xy", index[centre[0]], ax_x, ax_y, f"z = {ax_z[centre[0]]:.3g} mm"),
-             ("xz", index[:, centre[1]], ax_x, ax_z, f"y = {ax_y[centre[1]]:.3g} mm"),
-             ("yz", index[:, :, centre[2]], ax_y, ax_z, f"x = {ax_x[centre[2]]:.3g} mm")]
+    centre_mm = tuple(float(grid.axis(d)[c]) for d, c in enumerate(centre))
     fig, axes = plt.subplots(1, 3, figsize=(15, 5))
-    for ax, (plane, img, h, v, where) in zip(axes, views, strict=True):
-        dh, dv = (h[1] - h[0] if len(h) > 1 else 1.0) / 2, (v[1] - v[0] if len(v) > 1 else 1.0) / 2
-        ax.imshow(img, cmap=cmap, vmin=0, vmax=len(colours) - 1, origin="lower", interpolation="nearest",
-                  extent=(h[0] - dh, h[-1] + dh, v[0] - dv, v[-1] + dv), aspect="auto")
+    for ax, (plane, img, h, v, where) in zip(axes, orthogonal_slices(index, grid, centre_mm), strict=True):
+        show_slice(ax, img, h, v, cmap=cmap, vmin=0, vmax=len(colours) - 1, interpolation="nearest")
         ax.set_title(f"{plane} slice at {where}")
         ax.set_xlabel(f"{plane[0]} (mm)")
         ax.set_ylabel(f"{plane[1]} (mm)")
-        _scale_bar(ax, h[-1] - h[0])
     legend = [Patch(facecolor=colours[i + 1], edgecolor="k", label=f"{m} ({phantom.materials[m].density:.3g} g/cm³)")
               for i, m in enumerate(names)]
     fig.legend(handles=legend, loc="lower center", ncol=min(len(legend), 5), frameon=False)
@@ -72,16 +67,3 @@ def show_phantom(phantom: Phantom, out: str, size: int = 192, supersample: int =
         plt.close(fig)
     return out
 
-
-def _scale_bar(ax, width_mm: float) -> None:
-    """A bar of a round length (1, 2 or 5 × 10ⁿ mm) about a fifth of the axis width."""
-    target = width_mm / 5
-    exp = np.floor(np.log10(target))
-    length = min((m * 10**exp for m in (1, 2, 5)), key=lambda v: abs(v - target))
-    x0, x1 = ax.get_xlim()
-    y0, y1 = ax.get_ylim()
-    xs = x1 - 0.05 * (x1 - x0) - length
-    ys = y0 + 0.06 * (y1 - y0)
-    ax.plot([xs, xs + length], [ys, ys], color="k", lw=3)
-    label = f"{length * 1000:g} µm" if length < 1 else f"{length:g} mm"
-    ax.text(xs + length / 2, ys + 0.03 * (y1 - y0), label, ha="center", va="bottom", fontsize=8)

@@ -52,31 +52,47 @@ def expected_photons(lengths: jax.Array, c: ChainConstants) -> jax.Array:
     return c.photons * jnp.exp(-tau) * c.falloff[..., None]
 
 
+def expected_moments(lengths: jax.Array, c: ChainConstants) -> jax.Array:
+    """(3, ..., R, C): Σ_E λ_E, Σ_E w_E λ_E, Σ_E w_E² λ_E without materialising λ (one fused pass per bin)."""
+    coeff = jnp.stack([c.photons, c.photons * c.weights, c.photons * c.weights**2])      # (3, E)
+
+    def add_bin(e, acc):
+        tau = sum((lengths[m] * c.mu[m, e] for m in range(lengths.shape[0])), jnp.zeros(lengths.shape[1:]))
+        return acc + coeff[:, e].reshape((3,) + (1,) * tau.ndim) * jnp.exp(-tau)
+
+    acc = jnp.zeros((3, *lengths.shape[1:]), jnp.float32)
+    return jax.lax.fori_loop(0, coeff.shape[1], add_bin, acc) * c.falloff
+
+
 def _moments(lam: jax.Array, weights: jax.Array) -> jax.Array:
     """(3, ..., R, C): Σλ, Σwλ, Σw²λ over the energy axis."""
     return jnp.stack([lam.sum(-1), lam @ weights, lam @ (weights * weights)])
 
 
-def detect(key: jax.Array, lam: jax.Array, c: ChainConstants, detector: Detector, s: ChainSwitches,
+def _per_bin(s: ChainSwitches) -> bool:
+    """Whether the chain needs λ per energy bin (exact per-bin Poisson draws)."""
+    return s.noise and s.exact_bins and not (s.focal_spot or s.scatter)
+
+
+def detect(key: jax.Array, signal_in: jax.Array, c: ChainConstants, detector: Detector, s: ChainSwitches,
            flat: bool) -> jax.Array:
-    """Detector signal (..., R, C) in detector units from expected photons ``lam`` (..., R, C, E)."""
+    """Detector signal (..., R, C) in detector units from expected photons: λ per bin (..., R, C, E) when
+    :func:`_per_bin`, else the moments (3, ..., R, C) of :func:`expected_moments`."""
     key_photons, key_read = jax.random.split(key)
-    counting = detector.mode == "counting"
-    mom = None
-    if s.focal_spot or (s.scatter and not flat) or not (s.noise and s.exact_bins):
-        mom = _moments(lam, c.weights)
+    if _per_bin(s):
+        signal = binned_poisson(key_photons, signal_in, c.weights)
+    else:
+        mom = signal_in
         if s.focal_spot:
             mom = blur(mom, c.focal_spot)
         if s.scatter and not flat:
             mom = mom + c.spr * blur(mom, c.scatter)
-    if not s.noise:
-        signal = mom[1]
-    elif s.exact_bins and mom is None:
-        signal = binned_poisson(key_photons, lam, c.weights)
-    elif counting:                      # Σ of 0/1-weighted Poisson bins is Poisson with mean Σwλ
-        signal = poisson(key_photons, mom[1])
-    else:
-        signal = compound_poisson(key_photons, mom[0], mom[1], mom[2])
+        if not s.noise:
+            signal = mom[1]
+        elif detector.mode == "counting":     # Σ of 0/1-weighted Poisson bins is Poisson with mean Σwλ
+            signal = poisson(key_photons, mom[1])
+        else:
+            signal = compound_poisson(key_photons, mom[0], mom[1], mom[2])
     if s.blur:
         signal = blur(signal, c.psf)
     return readout(signal, detector, c.maps, key_read, s.noise, flat)
@@ -86,7 +102,8 @@ def detect(key: jax.Array, lam: jax.Array, c: ChainConstants, detector: Detector
 def acquire_views(key: jax.Array, lengths: jax.Array, c: ChainConstants, detector: Detector,
                   switches: ChainSwitches) -> jax.Array:
     """Raw projections (V, R, C) float32 from per-material path lengths (M, V, R, C) mm."""
-    return detect(key, expected_photons(lengths, c), c, detector, switches, flat=False)
+    expected = expected_photons(lengths, c) if _per_bin(switches) else expected_moments(lengths, c)
+    return detect(key, expected, c, detector, switches, flat=False)
 
 
 @functools.partial(jax.jit, static_argnames=("detector", "switches", "n_flats", "n_darks"))
@@ -94,9 +111,11 @@ def reference_frames(key: jax.Array, c: ChainConstants, detector: Detector, swit
                      n_flats: int, n_darks: int) -> tuple[jax.Array, jax.Array]:
     """Averaged flat (open beam) and dark (no beam) frames (R, C), each the mean of its frames, as scanners do."""
     rows, cols = c.falloff.shape
-    beam = jnp.arange(n_flats + n_darks) < n_flats                       # flats first, then darks
-    lam = jnp.where(beam[:, None, None, None], c.photons * c.falloff[..., None], 0.0)
-    frames = detect(key, lam, c, detector, switches, flat=True)
+    beam = (jnp.arange(n_flats + n_darks) < n_flats).astype(jnp.float32)            # flats first, then darks
+    nothing = jnp.zeros((0, n_flats + n_darks, rows, cols), jnp.float32)              # no material in the beam
+    expected = expected_photons(nothing, c) if _per_bin(switches) else expected_moments(nothing, c)
+    expected = expected * (beam[:, None, None, None] if _per_bin(switches) else beam[None, :, None, None])
+    frames = detect(key, expected, c, detector, switches, flat=True)
     return frames[:n_flats].mean(0), frames[n_flats:].mean(0)
 
 
