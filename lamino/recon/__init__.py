@@ -5,11 +5,14 @@ Every method reads the same :class:`~lamino.geometry.Geometry` that simulated (o
 on :class:`~lamino.projector.Projector`. ``fbp`` dispatches to ``fdk`` for cone beam. Values are μ in 1/mm.
 """
 
+from lamino.recon.calibrate import PARAMS as CALIBRATION_PARAMS
+from lamino.recon.calibrate import Calibration, calibrate
 from lamino.recon.fbp import fbp
 from lamino.recon.fdk import fdk
 from lamino.recon.filters import FILTERS
 from lamino.recon.iterative import Reconstruction, cgls, coarser_grid, fista_tv, operator_norm, sirt
 from lamino.recon.preprocess import bin_projections, crop_projections, linearize_beam_hardening, suppress_rings
 
-__all__ = ["FILTERS", "Reconstruction", "bin_projections", "cgls", "coarser_grid", "crop_projections", "fbp",
-           "fdk", "fista_tv", "linearize_beam_hardening", "operator_norm", "sirt", "suppress_rings"]
+__all__ = ["CALIBRATION_PARAMS", "Calibration", "FILTERS", "Reconstruction", "bin_projections", "calibrate", "cgls",
+           "coarser_grid", "crop_projections", "fbp", "fdk", "fista_tv", "linearize_beam_hardening", "operator_norm",
+           "sirt", "suppress_rings"]

@@ -24,8 +24,8 @@ from lamino.geometry import Geometry
 from lamino.io import flat_dark_correct
 from lamino.materials import Material, get_material
 
-__all__ = ["bin_projections", "crop_projections", "flat_dark_correct", "linearize_beam_hardening",
-           "suppress_rings"]
+__all__ = ["beam_hardening_curve", "bin_projections", "crop_projections", "flat_dark_correct",
+           "linearize_beam_hardening", "suppress_rings"]
 
 RING_METHODS = ("robust", "gaussian")
 
@@ -51,7 +51,7 @@ def suppress_rings(proj, sigma_px: float = 1.0, method: str = "robust", width_px
 
     A pixel with a wrong gain or offset adds the same value to every view of ``−ln T``: a stripe along the
     view axis of the sinogram, a ring (in CL a ring segment) in the reconstruction. Following Rivers (1998,
-    "Tutorial on ring artifact removal", APS/GSECARS) the stripe profile ``s(r, c)`` is the high-pass part,
+    GSECARS tutorial on microtomography data processing) the stripe profile ``s(r, c)`` is the high-pass part,
     along the detector columns u, of the mean over views ``m(r, c)``, and it is subtracted from every view:
     ``p'(i, r, c) = p(i, r, c) − s(r, c)``. A smooth object contributes a smooth mean and is left alone.
 
@@ -137,8 +137,8 @@ def linearize_beam_hardening(proj, energies_kev, weights, material: str | Materi
     For thicknesses ``L`` in [0, ``max_thickness_mm``] of ``material`` the polychromatic line integral
     ``p(L) = −ln(Σ_E w_E e^{−μ(E) L} / Σ_E w_E)`` is computed from the known spectrum and the polynomial
     ``q(p) = Σ_{k=1..degree} c_k p^k`` (no constant: q(0) = 0) is fitted by least squares to ``μ_ref · L``
-    on ``n_samples`` thicknesses evenly spaced in ``L`` (the classic water/single-material precorrection,
-    e.g. Herman, Phys. Med. Biol. 24, 81, 1979; Kachelrieß et al., Med. Phys. 33, 1269, 2006).
+    on ``n_samples`` thicknesses evenly spaced in ``L`` (the classic single-material precorrection, e.g.
+    Herman, "Correction for beam hardening in computed tomography", Phys. Med. Biol. 24, 81, 1979).
 
     Reference: ``μ_ref`` is the spectrum-weighted mean attenuation ``μ̄ = Σ w_E μ(E) / Σ w_E`` by default —
     the slope of ``p(L)`` at ``L = 0``, so thin parts keep their values and corrected data are line integrals
