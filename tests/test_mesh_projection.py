@@ -49,3 +49,12 @@ def test_large_triangles_and_a_source_inside_the_mesh():
     np.testing.assert_allclose(lengths, 300.0 / np.cos(np.radians(10.0)), rtol=1e-5)
     with pytest.raises(ValueError, match="sod"):
         mesh_path_lengths(mesh.vertices, mesh.faces, CONE)
+
+
+def test_a_mesh_phantom_traces_by_splatting_with_its_placement():
+    mesh = trimesh.creation.icosphere(2, 3.0)
+    ph = from_mesh(mesh, material="aluminium")
+    g = Geometry.cone(tilt_deg=20.0, n_views=2, det_shape=(24, 24), det_spacing=0.5, sod=80.0, sdd=160.0)
+    lengths = ph.path_lengths(g)["aluminium"]
+    np.testing.assert_allclose(lengths, mesh_path_lengths(mesh.vertices, mesh.faces, g), atol=1e-6)
+    assert lengths.max() == pytest.approx(6.0, rel=0.02)

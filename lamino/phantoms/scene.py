@@ -197,11 +197,21 @@ class Phantom:
         projection of the voxelised phantom on a grid twice as fine as the detector (:meth:`voxel_path_lengths`).
 
         The detector is traced in tiles of 8 × 8 pixels, each against only the parts whose projected outline
-        touches it; tiles with about as many such parts, from all views, are traced together.
+        touches it; tiles with about as many such parts, from all views, are traced together. A phantom that is
+        one closed mesh (``from_mesh``) is traced by splatting its triangles instead
+        (:func:`~lamino.phantoms.mesh_projection.mesh_path_lengths`, independent of the triangle count per ray).
         """
         if not isinstance(geometry, Geometry):
             raise ValueError(f"geometry={type(geometry).__name__} is not allowed: give a lamino Geometry")
         mats = sorted(self.materials)
+        solid = [p for p in self.parts if p.material != VOID]
+        if len(self.parts) == 1 and hasattr(solid[0].shape, "mesh"):      # one mesh: splat its triangles
+            from lamino.phantoms.mesh_projection import mesh_path_lengths
+
+            part = solid[0]
+            world = np.asarray(part.shape.mesh.vertices) @ part.matrix.T + np.asarray(part.translation)
+            lengths = mesh_path_lengths(world, part.shape.mesh.faces, geometry)
+            return {m: lengths if m == part.material else np.zeros_like(lengths) for m in mats}
         lo, hi = (np.asarray(b) for b in self.bounds)
         out = np.zeros((len(mats), geometry.n_views, *geometry.det_shape), np.float32)
         with tqdm(total=geometry.n_views, desc=f"path lengths {self.name}", unit="view",
