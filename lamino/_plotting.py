@@ -40,3 +40,17 @@ def show_slice(ax, image: np.ndarray, h: np.ndarray, v: np.ndarray, **imshow) ->
                    **imshow)
     scale_bar(ax, h[-1] - h[0])
     return im
+
+
+def save_figure(fig, out: str, dpi: int = 90) -> str:
+    """Save a matplotlib figure as a PNG atomically (temporary file, then rename) and close it; returns ``out``."""
+    import matplotlib.pyplot as plt
+
+    from lamino.io import atomic_write
+
+    try:
+        with atomic_write(out, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return out

@@ -300,20 +300,10 @@ class Scan:
     @classmethod
     def load(cls, path) -> Scan:
         """Read a file written by :meth:`save`; arrays, geometry, dicts and truth come back identical."""
-        import h5py
-
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"path={path!r} does not exist or is not a file")
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise ValueError(f"path={path!r} is not an HDF5 file: Scan.load reads lamino NXtomo files") from exc
+        f = _open_lamino_file(path, FORMAT, "Scan.load reads the NXtomo scan files that Scan.save writes")
         with f:
-            lam = f.get("entry/lamino")
-            if not isinstance(lam, h5py.Group) or lam.attrs.get("format") != FORMAT:
-                raise ValueError(f"path={path!r} is not a lamino scan file: it has no /entry/lamino group "
-                                 f"(Scan.load reads the NXtomo files that Scan.save writes)")
+            lam = f["entry/lamino"]
             version = int(lam.attrs.get("format_version", 0))
             if version > FORMAT_VERSION:
                 raise ValueError(f"path={path!r} has lamino scan format version {version}: this lamino reads "
@@ -437,6 +427,24 @@ def _write_lamino(entry, scan: Scan, meta: dict[str, str]) -> None:
             _compressed(labels, name, mask)
 
 
+def _open_lamino_file(path: str, file_format: str, what: str):
+    """Open ``path`` read-only and check its ``/entry/lamino`` group has ``file_format``; one-line errors."""
+    import h5py
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"path={path!r} does not exist or is not a file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"path={path!r} is not an HDF5 file: {what}") from exc
+    lam = f.get("entry/lamino")
+    if not isinstance(lam, h5py.Group) or lam.attrs.get("format") != file_format:
+        f.close()
+        raise ValueError(f"path={path!r} is not a lamino {file_format.split('.')[-1]} file: it has no matching "
+                         f"/entry/lamino group ({what})")
+    return f
+
+
 def _read_str(ds) -> str:
     return ds.asstr()[()]
 
@@ -529,19 +537,10 @@ class Volume:
     @classmethod
     def load(cls, path) -> Volume:
         """Read a file written by :meth:`save`."""
-        import h5py
-
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"path={path!r} does not exist or is not a file")
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise ValueError(f"path={path!r} is not an HDF5 file: Volume.load reads lamino volume files") from exc
+        f = _open_lamino_file(path, VOLUME_FORMAT, "Volume.load reads the volume files that Volume.save writes")
         with f:
-            lam = f.get("entry/lamino")
-            if not isinstance(lam, h5py.Group) or lam.attrs.get("format") != VOLUME_FORMAT:
-                raise ValueError(f"path={path!r} is not a lamino volume file (no /entry/lamino volume group)")
+            lam = f["entry/lamino"]
             geometry = Geometry.from_dict(json.loads(_read_str(lam["geometry"]))) if "geometry" in lam else None
             return cls(data=f["entry/data/data"][()], grid=VolumeGrid.from_dict(json.loads(_read_str(lam["grid"]))),
                        geometry=geometry, method=_read_str(lam["method"]),

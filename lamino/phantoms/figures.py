@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamino._plotting import orthogonal_slices, show_slice
+from lamino._plotting import orthogonal_slices, save_figure, show_slice
 from lamino.geometry import VolumeGrid
-from lamino.io import atomic_write
 from lamino.phantoms.scene import Phantom
 
 
@@ -60,10 +59,5 @@ def show_phantom(phantom: Phantom, out: str, size: int = 192, supersample: int =
              if isinstance(v, (int, float, str, bool, type(None))) or (isinstance(v, tuple) and len(v) <= 3)}
     fig.suptitle(f"{phantom.name}: {', '.join(f'{k}={v}' for k, v in shown.items())}", fontsize=9)
     fig.tight_layout(rect=(0, 0.08, 1, 0.95))
-    try:
-        with atomic_write(out, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=90)
-    finally:
-        plt.close(fig)
-    return out
+    return save_figure(fig, out)
 

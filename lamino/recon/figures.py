@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamino._plotting import orthogonal_slices, show_slice
+from lamino._plotting import orthogonal_slices, save_figure, show_slice
 from lamino.geometry import VolumeGrid
-from lamino.io import atomic_write
 
 
 def compare_slices(volume: np.ndarray, grid: VolumeGrid, out: str, truth: np.ndarray | None = None,
@@ -36,12 +35,7 @@ def compare_slices(volume: np.ndarray, grid: VolumeGrid, out: str, truth: np.nda
         fig.colorbar(im, ax=axes[r].tolist(), label=f"{name} μ (1/mm)", shrink=0.9)
     if title:
         fig.suptitle(title, fontsize=10)
-    try:
-        with atomic_write(out, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=90)
-    finally:
-        plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def _centroid(volume: np.ndarray, grid: VolumeGrid) -> tuple[float, float, float]:
