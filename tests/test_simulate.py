@@ -160,3 +160,30 @@ def test_saturating_flats_warn():
     det = Detector(shape=(8, 10), spacing=0.5, scintillator=None, psf="none", bit_depth=8)
     with pytest.warns(UserWarning, match="saturates"):
         simulate(slab(), slab_geometry(), beamline(30.0, detector=det), truth=False)
+
+
+def test_scatter_adds_its_ratio_of_the_smoothed_primary():
+    det = Detector(shape=(64, 64), spacing=0.5, scintillator=None, psf="none", bit_depth=None, quantize=False)
+    g = slab_geometry(n_views=1, det=(64, 64))
+    lengths = {"aluminium": np.full((1, 64, 64), 1.0)}                # uniform primary: scatter = spr × primary
+    plain = simulate(slab(), g, beamline(30.0, detector=det), noise=False, truth=False, lengths=lengths)
+    spr = simulate(slab(), g, beamline(30.0, detector=det), noise=False, truth=False, lengths=lengths,
+                   scatter_spr=0.25, scatter_sigma_mm=2.0)
+    centre = (0, slice(24, 40), slice(24, 40))
+    np.testing.assert_allclose(spr.counts[centre] / plain.counts[centre], 1.25, rtol=1e-3)
+    np.testing.assert_allclose(spr.flats, plain.flats)                  # no sample, no scatter in the flats
+
+
+def test_focal_spot_blur_scales_with_magnification_and_conserves_signal():
+    ph = Phantom.build("edge", [place(Box((20.0, 40.0, 40.0)), "aluminium", at=(10.0, 0.0, 0.0))])
+    det = Detector(shape=(16, 64), spacing=0.2, scintillator=None, psf="none", bit_depth=None, quantize=False)
+    g = Geometry.cone(tilt_deg=0.0, n_views=1, det_shape=(16, 64), det_spacing=0.2, sod=100.0, sdd=300.0,
+                      angles_deg=(0.0,))
+    sc = tube(80.0, detector=det).replace(focal_spot_um=400.0)            # FWHM at the detector 0.4 × (3 − 1) mm
+    lengths = ph.path_lengths(g)
+    sharp = simulate(ph, g, sc, noise=False, focal_spot=False, truth=False, lengths=lengths).counts[0, 8]
+    soft = simulate(ph, g, sc, noise=False, focal_spot=True, truth=False, lengths=lengths).counts[0, 8]
+    assert soft[8:56].sum() == pytest.approx(sharp[8:56].sum(), rel=1e-3)
+    step = np.abs(np.diff(sharp)).argmax()
+    width = np.sum(np.abs(np.diff(soft[step - 12:step + 13]))) / np.abs(np.diff(soft)).max()   # edge width, px
+    assert 3.0 < width < 6.0                       # Gaussian σ = 0.8 mm / 2.355 / 0.2 mm ≈ 1.7 px → ≈ 4.3 px
