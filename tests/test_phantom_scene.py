@@ -345,3 +345,19 @@ def test_sorting_network_sorts_every_zero_one_sequence():
                 if seq[a] > seq[b]:
                     seq[a], seq[b] = seq[b], seq[a]
             assert seq == sorted(bits)
+
+
+def test_siemens_star_labels_its_spoke_regions():
+    from lamino import phantoms
+
+    ph = phantoms.get("siemens_star", n_spokes=16, thickness_mm=0.1, label_sectors=8)
+    vox = ph.voxelize(VolumeGrid((4, 96, 96), 0.05))
+    sectors = [vox.label_fractions[f"spoke:{k}"] for k in range(8)]
+    np.testing.assert_allclose(sum(s.sum() for s in sectors), vox.label_fractions["spoke"].sum(), rtol=1e-6)
+    np.testing.assert_allclose(vox.label_fractions["spoke"].sum(), vox.fractions["gold"].sum(), rtol=1e-6)
+    for k in range(8):                                      # each region's voxels lie in its 45° sector
+        _, ys, xs = np.nonzero(vox.labels[f"spoke:{k}"])
+        angle = np.degrees(np.arctan2(ys - 47.5, xs - 47.5)) % 360
+        assert len(angle) > 0 and np.all((angle >= 45 * k - 1) & (angle <= 45 * (k + 1) + 1))
+    with pytest.raises(ValueError, match="label_sectors"):
+        phantoms.get("siemens_star", n_spokes=8, label_sectors=9)

@@ -120,7 +120,9 @@ class Phantom:
 
     @property
     def label_names(self) -> list[str]:
-        return sorted({p.label for p in self.parts if p.label})
+        """Part labels, plus the group of every ``group:member`` label (e.g. ``spoke:3`` also counts as ``spoke``)."""
+        names = {p.label for p in self.parts if p.label}
+        return sorted(names | {n.split(":", 1)[0] for n in names if ":" in n})
 
     # ------------------------------------------------------------------------------------------ voxels
     def voxelize(self, grid: VolumeGrid, supersample: int = 2, max_points: int = 1 << 23) -> Voxelized:
@@ -133,6 +135,8 @@ class Phantom:
         labels = self.label_names
         part_mat = np.array([mats.index(p.material) if p.material != VOID else -1 for p in self.parts])
         part_lab = np.array([labels.index(p.label) if p.label else -1 for p in self.parts])
+        part_group = np.array([labels.index(p.label.split(":", 1)[0]) if p.label and ":" in p.label else -1
+                               for p in self.parts])
         nz, ny, nx = grid.shape
         fractions = {m: np.zeros(grid.shape, np.float32) for m in mats}
         label_fr = {lab: np.zeros(grid.shape, np.float32) for lab in labels}
@@ -167,15 +171,16 @@ class Phantom:
             cz = z1 - z0
             coarse = ((np.arange(cz * k) // k)[:, None, None] * ny
                       + (np.arange(ny * k) // k)[None, :, None]) * nx + (np.arange(nx * k) // k)[None, None, :]
-            for table, names, out in ((part_mat, mats, fractions), (part_lab, labels, label_fr)):
-                if not names:
+            for table, names, out in ((part_mat, mats, fractions), (part_lab, labels, label_fr),
+                                      (part_group, labels, label_fr)):
+                if not names or np.all(table < 0):
                     continue
                 cls = np.where(owner >= 0, table[np.maximum(owner, 0)], -1)
                 hit = cls >= 0
                 counts = np.bincount(coarse[hit] * len(names) + cls[hit], minlength=cz * ny * nx * len(names))
                 counts = counts.reshape(cz, ny, nx, len(names)) / np.float32(k**3)
                 for j, nm in enumerate(names):
-                    out[nm][z0:z1] = counts[..., j]
+                    out[nm][z0:z1] += counts[..., j]
         return Voxelized(grid, fractions, {lab: f >= 0.5 for lab, f in label_fr.items()}, label_fr)
 
     def attenuation(self, grid: VolumeGrid, energy_kev: float, supersample: int = 2,
