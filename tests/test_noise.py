@@ -67,3 +67,17 @@ def test_same_key_same_samples_other_key_differs():
     a, b, c = (np.asarray(poisson(jax.random.key(k), lam)) for k in (7, 7, 8))
     np.testing.assert_array_equal(a, b)
     assert np.mean(a != c) > 0.5
+
+
+def test_fused_moments_equal_the_per_bin_sums():
+    from lamino.simulate.chain import as_constants, expected_moments, expected_photons
+
+    rng = np.random.default_rng(0)
+    mu, photons, weights = rng.random((3, 5)), rng.random(5) * 1e3, np.linspace(10, 80, 5)
+    falloff = rng.random((4, 6))
+    one = np.ones((1, 1))
+    c = as_constants(mu, photons, weights, falloff, one, one, one, 0.0, {})
+    lengths = jnp.asarray(rng.random((3, 2, 4, 6)), jnp.float32)
+    lam = np.asarray(expected_photons(lengths, c), np.float64)
+    expected = np.stack([lam.sum(-1), lam @ weights, lam @ weights**2])
+    np.testing.assert_allclose(np.asarray(expected_moments(lengths, c)), expected, rtol=2e-5)

@@ -64,11 +64,6 @@ def expected_moments(lengths: jax.Array, c: ChainConstants) -> jax.Array:
     return jax.lax.fori_loop(0, coeff.shape[1], add_bin, acc) * c.falloff
 
 
-def _moments(lam: jax.Array, weights: jax.Array) -> jax.Array:
-    """(3, ..., R, C): Σλ, Σwλ, Σw²λ over the energy axis."""
-    return jnp.stack([lam.sum(-1), lam @ weights, lam @ (weights * weights)])
-
-
 def _per_bin(s: ChainSwitches) -> bool:
     """Whether the chain needs λ per energy bin (exact per-bin Poisson draws)."""
     return s.noise and s.exact_bins and not (s.focal_spot or s.scatter)
