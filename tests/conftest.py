@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -45,3 +47,17 @@ def ellipsoid_chords(geometry, semi_axes, center=(0.0, 0.0, 0.0)) -> np.ndarray:
     c = np.sum(o * o, -1) - 1.0
     disc = np.maximum(b * b - a * c, 0.0)
     return 2.0 * np.sqrt(disc) / a
+
+
+def gaussian_projections(geometry, sigma: float, peak: float = 1.0, center=(0.0, 0.0, 0.0)):
+    """Exact line integrals of peak·exp(−|x − c|² / 2σ²) (c as x, y, z mm): (n_views, rows, cols) float32."""
+    vec = np.asarray(geometry.vectors())
+    pix = geometry.pixel_positions()
+    if geometry.beam == "cone":
+        ray = pix - vec[:, None, None, 0:3]
+    else:
+        ray = np.broadcast_to(vec[:, None, None, 0:3], pix.shape)
+    ray = ray / np.linalg.norm(ray, axis=-1, keepdims=True)
+    w = pix - np.asarray(center, dtype=float)
+    perp = w - np.sum(w * ray, -1, keepdims=True) * ray
+    return (peak * sigma * math.sqrt(2 * math.pi) * np.exp(-np.sum(perp**2, -1) / (2 * sigma**2))).astype(np.float32)

@@ -6,25 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from conftest import gaussian_projections
 
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.phantoms import Ellipsoid, Phantom, place
 from lamino.recon.fbp import fbp
 from lamino.recon.fdk import fdk
-
-
-def gaussian_projections(geometry: Geometry, sigma: float, peak: float = 1.0, center=(0.0, 0.0, 0.0)):
-    """Exact line integrals of peak·exp(−|x − c|² / 2σ²) (c as x, y, z mm): (n_views, rows, cols) float32."""
-    vec = np.asarray(geometry.vectors())
-    pix = geometry.pixel_positions()
-    if geometry.beam == "cone":
-        ray = pix - vec[:, None, None, 0:3]
-    else:
-        ray = np.broadcast_to(vec[:, None, None, 0:3], pix.shape)
-    ray = ray / np.linalg.norm(ray, axis=-1, keepdims=True)
-    w = pix - np.asarray(center, dtype=float)
-    perp = w - np.sum(w * ray, -1, keepdims=True) * ray
-    return (peak * sigma * math.sqrt(2 * math.pi) * np.exp(-np.sum(perp**2, -1) / (2 * sigma**2))).astype(np.float32)
 
 
 def cone(tilt: float, sod: float = 20.0, n_views: int = 120, det=(64, 64), spacing: float = 0.2, **kw) -> Geometry:

@@ -128,7 +128,8 @@ def test_scan_carries_truth_provenance_and_round_trips(tmp_path):
     ph = slab(thickness=1.0, width=4.0)
     g = Geometry.parallel(tilt_deg=TILT, n_views=4, det_shape=(12, 12), det_spacing=0.5)
     grid = VolumeGrid((4, 10, 10), 0.5)
-    scan = simulate(ph, g, beamline(30.0, detector=Detector(shape=(12, 12), spacing=0.5)), seed=3, truth_grid=grid)
+    sc = beamline(30.0, detector=Detector(shape=(12, 12), spacing=0.5), exposure_s=4e-6)    # flat below saturation
+    scan = simulate(ph, g, sc, seed=3, truth_grid=grid)
     assert scan.truth.energy_kev == pytest.approx(30.0)
     assert scan.truth.mu.max() == pytest.approx(xraydb_mu("Al", 2.699, 30.0), rel=1e-5)
     assert scan.truth.labels["slab"].sum() == 2 * 8 * 8

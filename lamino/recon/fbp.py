@@ -104,19 +104,9 @@ def align_rows(projections, geometry: Geometry) -> tuple[jax.Array, Geometry]:
     virtual = vec.copy()
     virtual[:, 6:9] = t * u_len[:, None]
     n, rows, cols = projections.shape
-    b = chunk_size(n, rows, 2 * cols)
-    extra = (-n) % b
-    vec_all = jnp.asarray(np.concatenate([vec, np.repeat(vec[-1:], extra, 0)]), jnp.float32)
-    vir_all = jnp.asarray(np.concatenate([virtual, np.repeat(virtual[-1:], extra, 0)]), jnp.float32)
-    out = []
-    for start in range(0, n, b):
-        chunk = projections[start:start + b]
-        m = chunk.shape[0]
-        if m < b:
-            chunk = jnp.concatenate([chunk, jnp.zeros((b - m, rows, cols), jnp.float32)])
-        sl = slice(start, start + b)
-        out.append(_resample(chunk, vec_all[sl], vir_all[sl], geometry.beam == "cone")[:m])
-    proj = out[0] if len(out) == 1 else jnp.concatenate(out)
+    cone = geometry.beam == "cone"
+    proj = map_view_chunks(lambda chunk, v, w: _resample(chunk, v, w, cone), projections,
+                           chunk_size(n, rows, 2 * cols), vec, virtual)
     return proj, Geometry.from_vectors(virtual, geometry.det_shape, geometry.beam)
 
 
@@ -250,22 +240,33 @@ def chunk_size(n_views: int, rows: int, n_pad: int) -> int:
     return int(max(1, min(n_views, _CHUNK_ELEMENTS // max(1, rows * n_pad))))
 
 
+def map_view_chunks(fn, proj, size: int, *per_view) -> jax.Array:
+    """``fn(chunk, *per_view_chunks)`` over the views in chunks of ``size``, concatenated (float32).
+
+    The last chunk is padded with zero views (and each per-view array with copies of its last row), so every
+    call has one shape and compiles once; padded results are dropped.
+    """
+    n, rows, cols = proj.shape
+    extra = (-n) % size
+    per_view = [jnp.asarray(a, jnp.float32) for a in per_view]
+    per_view = [jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)]) if extra else a for a in per_view]
+    out = []
+    for start in range(0, n, size):
+        chunk = jnp.asarray(proj[start:start + size], jnp.float32)
+        m = chunk.shape[0]
+        if m < size:
+            chunk = jnp.concatenate([chunk, jnp.zeros((size - m, rows, cols), jnp.float32)])
+        out.append(fn(chunk, *(a[start:start + size] for a in per_view))[:m])
+    return out[0] if len(out) == 1 else jnp.concatenate(out)
+
+
 def filter_views(proj, du: float, name: str, cutoff: float, pad: bool, scale: np.ndarray) -> jax.Array:
     """Row-wise ramp filter of every view, times ``scale[i]``, in chunks of views: float32 (n, rows, cols)."""
     n, rows, cols = proj.shape
     n_pad = max(padded_length(cols, pad), 2)
     response = jnp.asarray(ramp_filter(n_pad, du, name, cutoff), jnp.float32)
-    scale = jnp.asarray(scale, jnp.float32)
-    b = chunk_size(n, rows, n_pad)
-    scale = jnp.concatenate([scale, jnp.zeros((-n) % b, jnp.float32)])
-    out = []
-    for start in range(0, n, b):
-        chunk = proj[start:start + b]
-        m = chunk.shape[0]
-        if m < b:                                   # same shape for every chunk: one compilation
-            chunk = jnp.concatenate([chunk, jnp.zeros((b - m, rows, cols), jnp.float32)])
-        out.append(_filter_scale(chunk, response, scale[start:start + b], n_pad)[:m])
-    return out[0] if len(out) == 1 else jnp.concatenate(out)
+    return map_view_chunks(lambda chunk, sc: _filter_scale(chunk, response, sc, n_pad), proj,
+                           chunk_size(n, rows, n_pad), scale)
 
 
 @functools.partial(jax.jit, static_argnames=("n_pad",))

@@ -47,7 +47,7 @@ import numpy as np
 
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.projector import Projector
-from lamino.recon.fbp import align_rows, check_inputs, chunk_size, circular_views
+from lamino.recon.fbp import align_rows, check_inputs, chunk_size, circular_views, map_view_chunks
 from lamino.recon.filters import _apply, check_filter, padded_length, ramp_filter
 
 
@@ -90,24 +90,8 @@ def _filter_cone(proj, rel, u, v, du: float, name: str, cutoff: float, pad: bool
     n, rows, cols = proj.shape
     n_pad = max(padded_length(cols, pad), 2)
     response = jnp.asarray(ramp_filter(n_pad, du, name, cutoff), jnp.float32)
-    b = chunk_size(n, rows, n_pad)
-    extra = (-n) % b
-
-    def padded(a):
-        a = jnp.asarray(a, jnp.float32)
-        return jnp.concatenate([a, jnp.zeros((extra, *a.shape[1:]), jnp.float32)]) if extra else a
-
-    rel, u, v, scale = padded(rel), padded(u), padded(v), padded(scale)
-    rel = rel.at[n:].set(1.0)                                                # avoid 0 distances in padding
-    out = []
-    for start in range(0, n, b):
-        chunk = proj[start:start + b]
-        m = chunk.shape[0]
-        if m < b:
-            chunk = jnp.concatenate([chunk, jnp.zeros((b - m, rows, cols), jnp.float32)])
-        sl = slice(start, start + b)
-        out.append(_cone_chunk(chunk, rel[sl], u[sl], v[sl], scale[sl], response, n_pad)[:m])
-    return out[0] if len(out) == 1 else jnp.concatenate(out)
+    return map_view_chunks(lambda chunk, r, uu, vv, sc: _cone_chunk(chunk, r, uu, vv, sc, response, n_pad), proj,
+                           chunk_size(n, rows, n_pad), rel, u, v, scale)
 
 
 @functools.partial(jax.jit, static_argnames=("n_pad",))
