@@ -178,22 +178,6 @@ def _parse_grid(text: str, scan):
     return VolumeGrid(shape, values[-1])
 
 
-def _default_tv_weight(proj, geometry, grid) -> float:
-    """λ for FISTA-TV: a prox step of weight λ/‖A‖² flattens single-voxel variations of that size, so take 1 % of
-    the image scale (99th percentile of |FBP|, or of a SIRT start where FBP does not apply) times ‖A‖²."""
-    import numpy as np
-
-    from lamino import recon
-    from lamino.projector import Projector
-
-    try:
-        start = np.asarray(recon.fbp(proj, geometry, grid))
-    except ValueError:
-        start = np.asarray(recon.sirt(proj, geometry, grid, iterations=10).volume)
-    scale = float(np.percentile(np.abs(start), 99))
-    return 0.01 * scale * recon.operator_norm(Projector(geometry, grid)) ** 2
-
-
 def _recon(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -214,16 +198,10 @@ def _recon(args: argparse.Namespace) -> int:
     grid = grid or _parse_grid(args.grid, scan)
     t0 = time.perf_counter()
     proj = scan.line_integrals()
-    if args.method == "fbp":
-        volume = np.asarray(recon.fbp(proj, scan.geometry, grid, filter=args.filter))
-        history, params = {}, {"filter": args.filter}
-    else:
-        kw = {"iterations": args.iterations} if args.iterations else {}
-        if args.method == "fista-tv":
-            kw["lam"] = args.lam if args.lam is not None else _default_tv_weight(proj, scan.geometry, grid)
-        solver = {"sirt": recon.sirt, "cgls": recon.cgls, "fista-tv": recon.fista_tv}[args.method]
-        result = solver(proj, scan.geometry, grid, progress=True, **kw)
-        volume, history, params = np.asarray(result.volume), result.history, result.params
+    kw = {"iterations": args.iterations} if args.iterations else {}
+    result = recon.reconstruct(proj, scan.geometry, grid, args.method, lam=args.lam, filter=args.filter,
+                               progress=args.method != "fbp", **kw)
+    volume, history, params = np.asarray(result.volume), result.history, result.params
     dt = time.perf_counter() - t0
     Volume(volume, grid, scan.geometry, method=args.method, params=params, history=history,
            provenance={"scan": os.path.abspath(args.scan), "seconds": round(dt, 3),
@@ -239,6 +217,132 @@ def _recon(args: argparse.Namespace) -> int:
                        title=f"{args.method} of {os.path.basename(args.scan)}")
         line += f" and {args.png}"
     print(line)
+    return 0
+
+
+def _print_plan(result, store_path: str) -> None:
+    rec = result.recommended
+    print(f"objective: {result.objective}")
+    if rec is None:
+        print(f"no protocol recommended: {result.reason}")
+        return
+    p = rec.point
+    kvp = f", {p['kvp']:g} kV" if p.get("kvp") is not None else ""
+    print(f"recommended protocol: tilt {p['tilt_deg']:g}°, {p['n_views']} views × {p['exposure_s']:.3g} s{kvp}, "
+          f"{p['method']}; scan time {rec.scan_time_s:.0f} s; objective {rec.objective_mean:.4g} ± "
+          f"{rec.objective_std:.2g}")
+    print(f"why: {result.reason}")
+    if result.gradient:
+        print("gradient: " + ", ".join(f"{k} = {v:.4g}" for k, v in result.gradient.items()))
+    print(f"results: {store_path}")
+
+
+def _check_backend(args: argparse.Namespace) -> None:
+    if args.workers < 0:
+        raise ValueError(f"--workers {args.workers} is not allowed: give 0 (in process) or a number of processes")
+
+
+def _study_run(args: argparse.Namespace) -> int:
+    from lamino.studies.run import run_study
+    from lamino.studies.spec import load_spec
+
+    _check_backend(args)
+    spec = load_spec(args.spec)
+    t0 = time.perf_counter()
+    result = run_study(spec, args.out, workers=args.workers, dask=args.dask, refine=not args.no_refine,
+                       overwrite=args.overwrite)
+    print(f"{spec.name}: {len(result.configurations)} configurations in {time.perf_counter() - t0:.0f} s")
+    _print_plan(result, args.out)
+    return 0
+
+
+def _study_report(args: argparse.Namespace) -> int:
+    from lamino.studies.planner import analyse
+    from lamino.studies.report import write_report
+    from lamino.studies.store import ResultStore
+
+    store = ResultStore.open(args.results)
+    if not store.ids():
+        raise ValueError(f"{args.results!r} has no finished points: run 'lamino study run' first")
+    out = args.out or os.path.join(args.results, "report")
+    index = write_report(store, analyse(store), out, overwrite=args.overwrite)
+    print(f"report: {index}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from lamino.studies.report import write_report
+    from lamino.studies.run import run_study
+    from lamino.studies.spec import load_spec
+    from lamino.studies.store import ResultStore
+
+    _check_backend(args)
+    spec = load_spec(args.spec)
+    out = args.out or os.path.join("results", spec.name)
+    report = args.report or os.path.join(out, "report")
+    t0 = time.perf_counter()
+    result = run_study(spec, out, workers=args.workers, dask=args.dask, refine=not args.no_refine,
+                       overwrite=args.overwrite)
+    index = write_report(ResultStore.open(out), result, report, overwrite=True)
+    print(f"{spec.name}: {len(result.configurations)} configurations in {time.perf_counter() - t0:.0f} s")
+    _print_plan(result, out)
+    print(f"report: {index}")
+    return 0
+
+
+_VARY_DEFAULTS = {"seed": "sequential", "noise_seed": "sequential", "tilt_deg": [10.0, 60.0]}
+
+
+def _parse_vary(text: str | None) -> dict:
+    """--vary seed,tilt_deg=20:50,n_views=90|180,param.n_spokes=24:48 → generate_dataset's ``vary``."""
+    vary: dict = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, _, value = item.partition("=")
+        if not value:
+            if name not in _VARY_DEFAULTS:
+                raise ValueError(f"--vary {name!r} needs values: write {name}=MIN:MAX or {name}=A|B|C "
+                                 f"(bare names allowed: {', '.join(_VARY_DEFAULTS)})")
+            vary[name] = _VARY_DEFAULTS[name]
+        elif ":" in value:
+            lo, hi = (_number(v, f"--vary {name}") for v in value.split(":", 1))
+            vary[name] = [lo, hi]
+        else:
+            vary[name] = {"choices": [_number(v, f"--vary {name}") for v in value.split("|")]}
+    return vary
+
+
+def _number(text: str, what: str):
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{what} value {text!r} is not allowed: give a number") from None
+
+
+def _dataset_generate(args: argparse.Namespace) -> int:
+    from lamino.studies.dataset import generate_dataset
+
+    if args.count < 1:
+        raise ValueError(f"--count {args.count} is not allowed: give at least 1 sample")
+    geometry: dict = {"tilt_deg": args.tilt, "n_views": args.views}
+    if args.det:
+        geometry["det_shape"] = _pair(args.det, "--det", int)
+    if args.spacing:
+        geometry["det_spacing"] = _pair(args.spacing, "--spacing")
+    vary = _parse_vary(args.vary)
+    for key in ("tilt_deg", "n_views"):
+        if key in vary:
+            geometry.pop(key)
+    t0 = time.perf_counter()
+    manifest = generate_dataset(args.phantom, args.count, args.out, vary=vary, params=_parse_params(args.param),
+                                scanner=args.scanner, scanner_overrides=_parse_params(args.set), geometry=geometry,
+                                seed=args.seed, overwrite=args.overwrite)
+    print(f"{len(manifest)} samples of {args.phantom} in {time.perf_counter() - t0:.0f} s; manifest {manifest.path}")
     return 0
 
 
@@ -304,7 +408,51 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--png", help="also write orthogonal slices (beside the truth when the scan has one)")
     rec.add_argument("--overwrite", action="store_true", help="replace existing output files")
     rec.set_defaults(func=_recon)
+    study = sub.add_parser("study", help="run an acquisition study (tilt × views sweep) or write its report")
+    ssub = study.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+    srun = ssub.add_parser("run", help="evaluate every point of a study TOML file into a results folder")
+    srun.add_argument("spec", help="study file (TOML; see examples/)")
+    srun.add_argument("--out", required=True, help="results folder (rerun to resume an interrupted study)")
+    _backend_args(srun)
+    srun.set_defaults(func=_study_run)
+    srep = ssub.add_parser("report", help="write the HTML report of a results folder")
+    srep.add_argument("results", help="results folder of 'lamino study run'")
+    srep.add_argument("--out", help="report folder (default: RESULTS/report)")
+    srep.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    srep.set_defaults(func=_study_report)
+    plan = sub.add_parser("plan", help="run a study and write its report: the recommended protocol")
+    plan.add_argument("spec", help="study file (TOML), e.g. examples/quickstart.toml")
+    plan.add_argument("--out", help="results folder (default: results/<study name>)")
+    plan.add_argument("--report", help="report folder (default: <results>/report)")
+    _backend_args(plan)
+    plan.set_defaults(func=_plan)
+    dataset = sub.add_parser("dataset", help="labelled validation datasets (NXtomo + ground truth)")
+    dsub = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
+    gen = dsub.add_parser("generate", help="simulate N labelled scans with varied parameters and a manifest")
+    gen.add_argument("--phantom", required=True, help="phantom name (see 'lamino phantom list')")
+    gen.add_argument("--count", type=int, required=True, help="number of samples")
+    gen.add_argument("--vary", help="what varies per sample, e.g. seed,tilt_deg=20:50,n_views=90|180,"
+                                    "param.n_spokes=24:48 (ranges MIN:MAX drawn uniformly, A|B cycled; bare "
+                                    "seed / noise_seed count up, bare tilt_deg is 10:60)")
+    gen.add_argument("--param", action="append", metavar="KEY=VALUE", help="fixed phantom parameter (repeatable)")
+    gen.add_argument("--scanner", default="nikon_xt225", help="instrument preset (see 'lamino scanners')")
+    gen.add_argument("--set", action="append", metavar="KEY=VALUE", help="scanner or detector override")
+    gen.add_argument("--det", default="64,64", help="detector rows,cols (default 64,64)")
+    gen.add_argument("--spacing", help="detector pixel size dv,du or one value (mm)")
+    gen.add_argument("--tilt", type=float, default=30.0, help="tilt when not varied (default 30°)")
+    gen.add_argument("--views", type=int, default=100, help="projections when not varied (default 100)")
+    gen.add_argument("--seed", type=int, default=0, help="seed of the draws and first phantom seed (default 0)")
+    gen.add_argument("--out", required=True, help="dataset folder (rerun to resume)")
+    gen.add_argument("--overwrite", action="store_true", help="delete an existing dataset in --out first")
+    gen.set_defaults(func=_dataset_generate)
     return parser
+
+
+def _backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=0, help="local worker processes (default 0: in this process)")
+    p.add_argument("--dask", metavar="ADDRESS", help="run points on a Dask cluster: tcp://host:8786, or 'local'")
+    p.add_argument("--no-refine", action="store_true", help="skip the planner's tilt refinement")
+    p.add_argument("--overwrite", action="store_true", help="discard results of a different study in --out")
 
 
 def main(argv: list[str] | None = None) -> int:

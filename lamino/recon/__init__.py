@@ -12,7 +12,8 @@ from lamino.recon.fdk import fdk
 from lamino.recon.filters import FILTERS
 from lamino.recon.iterative import Reconstruction, cgls, coarser_grid, fista_tv, operator_norm, sirt
 from lamino.recon.preprocess import bin_projections, crop_projections, linearize_beam_hardening, suppress_rings
+from lamino.recon.reconstruct import METHODS, default_tv_weight, reconstruct
 
-__all__ = ["CALIBRATION_PARAMS", "Calibration", "FILTERS", "Reconstruction", "bin_projections", "calibrate", "cgls",
-           "coarser_grid", "crop_projections", "fbp", "fdk", "fista_tv", "linearize_beam_hardening", "operator_norm",
-           "sirt", "suppress_rings"]
+__all__ = ["CALIBRATION_PARAMS", "Calibration", "FILTERS", "METHODS", "Reconstruction", "bin_projections",
+           "calibrate", "cgls", "coarser_grid", "crop_projections", "default_tv_weight", "fbp", "fdk", "fista_tv",
+           "linearize_beam_hardening", "operator_norm", "reconstruct", "sirt", "suppress_rings"]

@@ -1,0 +1,234 @@
+"""Acquisition planner: aggregate a study's points over noise repeats, apply the objective and constraints,
+find the Pareto front of quality against scan time, refine the tilt, and recommend a protocol."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Configuration:
+    """One acquisition configuration of a study (a sweep point without its noise seed), over its repeats.
+
+    ``point``: tilt_deg, n_views, exposure_s, kvp, method; ``metrics_mean`` / ``metrics_std``: over the noise
+    repeats (std 0 for one repeat); ``objective_mean`` / ``objective_std``: the weighted objective (higher is
+    better); ``scan_time_s``: n_views × (exposure + readout); ``feasible``: every constraint holds for the means;
+    ``pareto``: on the front of objective (max) against scan time (min) among feasible configurations."""
+
+    point: dict[str, Any]
+    ids: tuple[str, ...]
+    stage: str
+    metrics_mean: dict[str, float]
+    metrics_std: dict[str, float]
+    objective_mean: float
+    objective_std: float
+    scan_time_s: float
+    feasible: bool
+    pareto: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanResult:
+    """The planner's verdict: every configuration, the recommended one and why, the best and worst by objective,
+    the objective as text, and (when computed) the gradient of the objective with respect to tilt."""
+
+    configurations: tuple[Configuration, ...]
+    recommended: Configuration | None
+    reason: str
+    best: Configuration | None
+    worst: Configuration | None
+    objective: str
+    gradient: dict[str, float] | None = None
+
+
+_CONFIG_KEYS = ("tilt_deg", "n_views", "exposure_s", "kvp", "method")
+GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0          # 0.618…: the golden-section ratio
+
+
+def default_weights(metric_names) -> dict[str, float]:
+    """The objective when a study gives none: crack Dice for cracked samples, the star's limiting frequency for a
+    Siemens star, SSIM otherwise."""
+    for name in ("crack_dice", "star_limit_lp_mm", "ssim"):
+        if name in metric_names:
+            return {name: 1.0}
+    return {}
+
+
+def objective_text(weights: dict[str, float]) -> str:
+    """``weights`` as a readable formula, e.g. ``1 × crack_dice − 10 × rmse``."""
+    terms = []
+    for i, (name, w) in enumerate(weights.items()):
+        sign = "−" if w < 0 else ("+" if i else "")
+        terms.append(f"{sign} {abs(w):g} × {name}".strip())
+    return " ".join(terms) if terms else "(none)"
+
+
+def objective_value(metrics: dict[str, float], weights: dict[str, float]) -> float:
+    """Σ weight × metric (NaN if a weighted metric is missing)."""
+    return float(sum(w * metrics.get(name, math.nan) for name, w in weights.items())) if weights else math.nan
+
+
+def configurations(records: list[dict[str, Any]], weights: dict[str, float], constraints) -> list[Configuration]:
+    """Group point records by configuration (all but the seed) and summarise them over the noise repeats."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        key = json.dumps({k: r["point"].get(k) for k in _CONFIG_KEYS}, sort_keys=True)
+        groups.setdefault(key, []).append(r)
+    out = []
+    for recs in groups.values():
+        names = sorted({m for r in recs for m in r["metrics"]})
+        values = {m: np.array([r["metrics"].get(m, math.nan) for r in recs], float) for m in names}
+        mean = {m: _nanmean(v) for m, v in values.items()}
+        std = {m: _nanstd(v) for m, v in values.items()}
+        objective = np.array([objective_value(r["metrics"], weights) for r in recs])
+        point = {k: recs[0]["point"].get(k) for k in _CONFIG_KEYS}
+        scan_time = mean.get("scan_time_s", _scan_time(recs[0]))
+        feasible = all(c.holds(scan_time if c.metric == "scan_time_s" else mean.get(c.metric, math.nan))
+                       for c in constraints)
+        out.append(Configuration(point=point, ids=tuple(r["id"] for r in recs),
+                                 stage="grid" if any(r["stage"] == "grid" for r in recs) else recs[0]["stage"],
+                                 metrics_mean=mean, metrics_std=std, objective_mean=_nanmean(objective),
+                                 objective_std=_nanstd(objective), scan_time_s=float(scan_time), feasible=feasible,
+                                 pareto=False))
+    front = set(pareto_front([(c.scan_time_s, c.objective_mean) for c in out],
+                             [c.feasible and math.isfinite(c.objective_mean) for c in out]))
+    return [dataclasses.replace(c, pareto=i in front) for i, c in enumerate(out)]
+
+
+def pareto_front(points: list[tuple[float, float]], allowed: list[bool] | None = None) -> list[int]:
+    """Indices of the (cost, quality) pairs no other allowed pair beats: lower or equal cost and higher or equal
+    quality, one of them strictly. Sorted by cost."""
+    allowed = allowed if allowed is not None else [True] * len(points)
+    idx = [i for i in range(len(points)) if allowed[i]]
+    front = []
+    for i in idx:
+        ci, qi = points[i]
+        beaten = any((points[j][0] <= ci and points[j][1] >= qi) and (points[j][0] < ci or points[j][1] > qi)
+                     for j in idx if j != i)
+        if not beaten:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i])
+
+
+def recommend(configs: list[Configuration], tolerance: float = 0.02) -> tuple[Configuration | None, str]:
+    """The fastest feasible configuration whose objective is within noise of the best: within one standard
+    deviation of the best mean over the repeats, or ``tolerance`` × |best| with a single repeat (the
+    one-standard-error rule). Returns it and the reason in words."""
+    feasible = [c for c in configs if c.feasible and math.isfinite(c.objective_mean)]
+    if not feasible:
+        return None, ("no configuration meets the constraints" if configs else "the study has no finished points")
+    best = max(feasible, key=lambda c: c.objective_mean)
+    margin = max(best.objective_std, tolerance * abs(best.objective_mean))
+    near = [c for c in feasible if c.objective_mean >= best.objective_mean - margin]
+    choice = min(near, key=lambda c: (c.scan_time_s, -c.objective_mean))
+    reason = (f"the best objective is {best.objective_mean:.4g} ± {best.objective_std:.2g} at {_describe(best)} "
+              f"({best.scan_time_s:.0f} s); ")
+    if choice is best:
+        reason += "no faster configuration comes within noise of it"
+    else:
+        share = choice.scan_time_s / best.scan_time_s
+        reason += (f"{_describe(choice)} reaches {choice.objective_mean:.4g} ± {choice.objective_std:.2g}, within "
+                   f"{margin:.2g} of the best, in {choice.scan_time_s:.0f} s ({share:.0%} of the time)")
+    return choice, reason + f"; {len(feasible)} of {len(configs)} configurations meet the constraints"
+
+
+def analyse(store, weights: dict[str, float] | None = None) -> PlanResult:
+    """Summarise a results store: configurations, Pareto front, best, worst and the recommended protocol."""
+    spec = store.spec
+    records = store.records()
+    names = sorted({m for r in records for m in r["metrics"]})
+    weights = weights or spec.weights or default_weights(names)
+    configs = configurations(records, weights, spec.constraints)
+    recommended, reason = recommend(configs)
+    ranked = [c for c in configs if c.stage == "grid" and math.isfinite(c.objective_mean)]
+    best = max(ranked, key=lambda c: c.objective_mean) if ranked else None
+    worst = min(ranked, key=lambda c: c.objective_mean) if ranked else None
+    return PlanResult(tuple(configs), recommended, reason, best, worst, objective_text(weights))
+
+
+def golden_section_max(f, lo: float, hi: float, evaluations: int, known: dict[float, float] | None = None,
+                       resolution: float = 0.1) -> tuple[float, float]:
+    """Maximise a unimodal ``f`` on [lo, hi] by golden-section search with ``evaluations`` new calls of ``f``
+    (points rounded to ``resolution``; ``known`` values are reused). Returns (argmax, max) over all values."""
+    seen = dict(known or {})
+
+    def value(x: float) -> float:
+        x = round(round(x / resolution) * resolution, 10)
+        if x not in seen:
+            seen[x] = f(x)
+        return seen[x]
+
+    a, b = float(lo), float(hi)
+    calls = 0
+    c, d = b - GOLDEN * (b - a), a + GOLDEN * (b - a)
+    while calls < evaluations and b - a > 2 * resolution:
+        before = len(seen)
+        fc, fd = value(c), value(d)
+        calls += len(seen) - before
+        if fc >= fd:
+            b, d = d, c
+            c = b - GOLDEN * (b - a)
+        else:
+            a, c = c, d
+            d = a + GOLDEN * (b - a)
+        if len(seen) == before:          # both probes were known: the bracket is below resolution
+            break
+    x = max(seen, key=lambda t: seen[t] if math.isfinite(seen[t]) else -math.inf)
+    return x, seen[x]
+
+
+def refine_tilt(spec, runner, result: PlanResult) -> list[str]:
+    """Golden-section search over tilt around the recommended configuration (its other settings fixed), between
+    the neighbouring tilts of the grid; each probe is evaluated for every noise seed. Returns the new ids."""
+    if spec.refine == "none" or result.recommended is None:
+        return []
+    tilts = sorted(spec.sweep["tilt_deg"])
+    if len(tilts) < 2:
+        return []
+    base = result.recommended.point
+    t = base["tilt_deg"]
+    below = [x for x in tilts if x < t]
+    above = [x for x in tilts if x > t]
+    lo, hi = (below[-1] if below else t), (above[0] if above else t)
+    known = {float(c.point["tilt_deg"]): c.objective_mean for c in result.configurations
+             if all(c.point[k] == base[k] for k in _CONFIG_KEYS if k != "tilt_deg")}
+    weights = spec.weights or default_weights(result.recommended.metrics_mean)
+    new_ids: list[str] = []
+
+    def f(tilt: float) -> float:
+        points = [spec.complete({**base, "tilt_deg": tilt, "seed": s}) for s in spec.seeds]
+        ids = runner.run(points, stage="refine", desc=f"refine tilt {tilt:g}°")
+        new_ids.extend(ids)
+        recs = [runner.store.record(i) for i in ids]
+        return _nanmean(np.array([objective_value(r["metrics"], weights) for r in recs]))
+
+    golden_section_max(f, lo, hi, spec.refine_evaluations, known)
+    return new_ids
+
+
+def _describe(c: Configuration) -> str:
+    p = c.point
+    text = f"tilt {p['tilt_deg']:g}°, {p['n_views']} views × {p['exposure_s']:.3g} s"
+    if p.get("kvp") is not None:
+        text += f" at {p['kvp']:g} kV"
+    return text + f" ({p['method']})"
+
+
+def _scan_time(record: dict[str, Any]) -> float:
+    sc = record["provenance"]["scanner"]
+    return record["point"]["n_views"] * (sc["exposure_s"] + sc.get("readout_s", 0.0))
+
+
+def _nanmean(v: np.ndarray) -> float:
+    v = np.asarray(v, float)
+    return float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else math.nan
+
+
+def _nanstd(v: np.ndarray) -> float:
+    v = np.asarray(v, float)
+    return float(np.std(v[np.isfinite(v)])) if np.isfinite(v).sum() > 1 else 0.0

@@ -1,0 +1,131 @@
+"""One study point, end to end: simulate the scan, reconstruct it, score it against the truth.
+
+:func:`evaluate_point` is what every executor runs (in process, in a worker process, or as a Dask task).
+Within one process it keeps the phantom, its voxelisation on the study grid and the exact path lengths of the
+last geometries, so noise repeats and exposure or kVp values of one geometry trace the phantom once, and the
+JAX compilations of one (views, grid) shape are reused.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import platform
+import socket
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+from lamino import phantoms
+from lamino.geometry import Geometry, VolumeGrid
+from lamino.recon import reconstruct
+from lamino.simulate import Scanner, simulate
+from lamino.studies.scoring import ScoringInput, score
+from lamino.studies.spec import StudySpec, point_id
+from lamino.studies.store import PointResult, central_slices
+
+_CACHE: dict[str, Any] = {}
+_LENGTHS: collections.OrderedDict = collections.OrderedDict()
+_LENGTHS_KEEP = 2
+
+
+def build_scanner(spec: StudySpec, point: dict[str, Any]) -> Scanner:
+    """The spec's scanner preset with its overrides and the point's exposure and kVp."""
+    overrides = {k: v for k, v in spec.scanner.items() if k != "preset"}
+    overrides["exposure_s"] = point["exposure_s"]
+    if point.get("kvp") is not None:
+        overrides["kvp"] = point["kvp"]
+    return Scanner.preset(spec.scanner["preset"], **overrides)
+
+
+def build_geometry(spec: StudySpec, point: dict[str, Any], scanner: Scanner | None = None) -> Geometry:
+    """The point's geometry: the scanner's detector and distances, the spec's [geometry] keywords, the point's
+    tilt and view count."""
+    scanner = scanner or build_scanner(spec, point)
+    kw = dict(spec.geometry)
+    for key in ("det_shape", "det_spacing"):
+        if key in kw and isinstance(kw[key], list):
+            kw[key] = tuple(kw[key])
+    return scanner.geometry(float(point["tilt_deg"]), int(point["n_views"]), **kw)
+
+
+def study_grid(spec: StudySpec) -> VolumeGrid:
+    """The reconstruction grid shared by every point: [recon] grid, or (``"auto"``) what the detector sees at
+    the largest tilt of the sweep."""
+    g = spec.recon.get("grid", "auto")
+    if g == "auto":
+        point = spec.points()[0]
+        point["tilt_deg"] = max(spec.sweep["tilt_deg"])
+        return VolumeGrid.fit(build_geometry(spec, point))
+    return VolumeGrid(tuple(g["shape"]), g["voxel_size"], tuple(g.get("center", (0.0, 0.0, 0.0))))
+
+
+def _phantom(spec: StudySpec):
+    key = "phantom:" + json.dumps(spec.phantom, sort_keys=True)
+    if key not in _CACHE:
+        _CACHE.clear()                    # a new study in this process: drop the old one's caches
+        _LENGTHS.clear()
+        p = spec.phantom
+        _CACHE[key] = phantoms.get(p["name"], seed=p["seed"], **p["params"])
+    return _CACHE[key], key
+
+
+def _voxels(phantom, key: str, grid: VolumeGrid):
+    vkey = f"{key}|voxels|{grid.shape}|{grid.voxel_size}|{grid.center}"
+    if vkey not in _CACHE:
+        _CACHE[vkey] = phantom.voxelize(grid)
+    return _CACHE[vkey]
+
+
+def _lengths(phantom, key: str, geometry: Geometry, method: str, voxel_size: float | None):
+    lkey = (key, json.dumps(geometry.to_dict(), sort_keys=True), method, voxel_size)
+    if lkey in _LENGTHS:
+        _LENGTHS.move_to_end(lkey)
+        return _LENGTHS[lkey]
+    lengths = phantom.path_lengths(geometry) if method == "exact" else phantom.voxel_path_lengths(geometry, voxel_size)
+    _LENGTHS[lkey] = lengths
+    while len(_LENGTHS) > _LENGTHS_KEEP:
+        _LENGTHS.popitem(last=False)
+    return lengths
+
+
+def evaluate_point(spec: StudySpec, point: dict[str, Any], stage: str = "grid") -> PointResult:
+    """Simulate, reconstruct and score one point of ``spec`` (tilt_deg, n_views, exposure_s, kvp, method,
+    seed). Deterministic: the same point gives the same numbers in any process."""
+    t0 = time.perf_counter()
+    phantom, key = _phantom(spec)
+    scanner = build_scanner(spec, point)
+    geometry = build_geometry(spec, point, scanner)
+    grid = study_grid(spec)
+    sim_kw = dict(spec.simulate)
+    lengths = _lengths(phantom, key, geometry, sim_kw.get("method", "exact"), sim_kw.get("voxel_size"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # saturation etc. are properties of the point, recorded in provenance
+        scan = simulate(phantom, geometry, scanner, seed=int(point["seed"]), truth=False, lengths=lengths,
+                        **sim_kw)
+    t_sim = time.perf_counter()
+    rec = reconstruct(scan.line_integrals(), geometry, grid, point["method"],
+                      iterations=spec.recon.get("iterations"), lam=spec.recon.get("lam"),
+                      filter=spec.recon.get("filter", "ram-lak"))
+    recon = np.asarray(rec.volume)
+    t_rec = time.perf_counter()
+    voxels = _voxels(phantom, key, grid)
+    energy = scan.provenance["effective_energy_kev"]
+    truth = phantom.attenuation(grid, energy, voxels=voxels)
+    metrics = score(ScoringInput(recon, truth, grid, voxels, phantom, geometry, scanner), spec.metrics)
+    t_end = time.perf_counter()
+    provenance = {
+        "geometry": geometry.to_dict(), "scanner": scanner.to_dict(), "grid": grid.to_dict(),
+        "effective_energy_kev": energy, "flat_max_counts": float(np.max(scan.flats)),
+        "saturation_adu": scanner.detector.saturation_adu, "host": socket.gethostname(), "pid": os.getpid(),
+        "python": platform.python_version(), "lamino_version": scan.provenance["lamino_version"],
+        "created": scan.provenance["created"],
+    }
+    seconds = {"simulate": round(t_sim - t0, 3), "recon": round(t_rec - t_sim, 3),
+               "metrics": round(t_end - t_rec, 3), "total": round(t_end - t0, 3)}
+    return PointResult(id=point_id(spec, point), point=dict(point), metrics=metrics, seconds=seconds,
+                       provenance=provenance, recon_slices=central_slices(recon), truth_slices=central_slices(truth),
+                       stage=stage)

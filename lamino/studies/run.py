@@ -1,0 +1,154 @@
+"""Running a study: evaluate the missing points of a sweep in process, in local worker processes, or as tasks
+on a Dask distributed cluster, writing each finished point to the results store at once.
+
+Only the calling process writes the store, so a point file is either complete or absent; rerunning a stopped
+study therefore computes exactly the missing points. A worker process that dies takes its points back into
+the queue (``retries`` times); on Dask, a lost worker's task is rescheduled by the scheduler.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from lamino.studies.point import evaluate_point
+from lamino.studies.spec import StudySpec, point_id
+from lamino.studies.store import PointResult, ResultStore
+
+
+class Runner:
+    """Evaluates study points on one back end and writes them to ``store``.
+
+    ``workers`` = 0 runs in this process; N > 0 uses N local processes (spawned: JAX does not survive a fork);
+    ``dask`` = a scheduler address (``tcp://host:8786``) or ``"local"`` (a LocalCluster of ``workers`` or 2
+    single-threaded processes on 127.0.0.1) runs each point as a Dask task.
+    """
+
+    def __init__(self, spec: StudySpec, store: ResultStore, *, workers: int = 0, dask: str | None = None,
+                 progress: bool = True, retries: int = 2):
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"workers={workers!r} is not allowed: give 0 (in process) or a number of processes")
+        self.spec, self.store, self.workers, self.progress, self.retries = spec, store, workers, progress, retries
+        self._client = self._cluster = None
+        if dask is not None:
+            self._client, self._cluster = _dask_client(dask, workers or 2)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+        self._client = self._cluster = None
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def backend(self) -> str:
+        if self._client is not None:
+            return f"dask ({self._client.scheduler.address})"
+        return f"{self.workers} worker processes" if self.workers else "in process"
+
+    def run(self, points: Iterable[dict[str, Any]], stage: str = "grid", desc: str | None = None) -> list[str]:
+        """Evaluate the points not yet in the store; returns the ids of all ``points`` (finished or found)."""
+        points = list(points)
+        ids = [point_id(self.spec, p) for p in points]
+        done = self.store.ids()
+        todo = [(i, p) for i, p in zip(ids, points, strict=True) if i not in done]
+        todo = list({i: p for i, p in todo}.items())         # a point listed twice is computed once
+        bar = tqdm(total=len(set(ids)), initial=len(set(ids)) - len(todo), desc=desc or stage, unit="point",
+                   disable=not self.progress, dynamic_ncols=True)
+        try:
+            if not todo:
+                return ids
+            if self._client is not None:
+                self._run_dask(todo, stage, bar)
+            elif self.workers:
+                self._run_processes(todo, stage, bar)
+            else:
+                for _, p in todo:
+                    self._finish(evaluate_point(self.spec, p, stage), bar)
+        finally:
+            bar.close()
+        return ids
+
+    def _finish(self, result: PointResult, bar) -> None:
+        self.store.write(result)
+        bar.update(1)
+        bar.set_postfix_str(_postfix(result), refresh=False)
+
+    def _run_processes(self, todo, stage: str, bar) -> None:
+        pending = dict(todo)
+        for attempt in range(self.retries + 1):
+            context = multiprocessing.get_context("spawn")
+            try:
+                with cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
+                    futures = {pool.submit(evaluate_point, self.spec, p, stage): i for i, p in pending.items()}
+                    for fut in cf.as_completed(futures):
+                        self._finish(fut.result(), bar)
+                        pending.pop(futures[fut])
+                return
+            except cf.process.BrokenProcessPool:
+                if attempt == self.retries:
+                    raise RuntimeError(f"worker processes died {attempt + 1} times; {len(pending)} points not "
+                                       "computed (rerun the study to continue)") from None
+                time.sleep(1.0)
+
+    def _run_dask(self, todo, stage: str, bar) -> None:
+        from distributed import as_completed
+
+        spec = self._client.scatter(self.spec, broadcast=True)
+        futures = [self._client.submit(evaluate_point, spec, p, stage, key=f"lamino-{self.spec.name}-{i}",
+                                       retries=self.retries, pure=False) for i, p in todo]
+        for fut in as_completed(futures):
+            self._finish(fut.result(), bar)
+            fut.release()
+
+
+def _postfix(result: PointResult) -> str:
+    p = result.point
+    return f"tilt {p['tilt_deg']:g}°, {p['n_views']} views: {result.seconds['total']:.1f} s"
+
+
+def _dask_client(address: str, n_workers: int):
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ValueError("--dask needs dask.distributed: pip install 'dask[distributed]'") from None
+    if address == "local":
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None)
+        return Client(cluster), cluster
+    if not address.startswith(("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")):
+        raise ValueError(f"--dask {address!r} is not allowed: give a scheduler address like tcp://host:8786, "
+                         "or 'local'")
+    try:
+        return Client(address, timeout="20s"), None
+    except OSError as exc:
+        raise ValueError(f"--dask {address!r}: cannot reach the scheduler ({exc})") from None
+
+
+def run_study(spec: StudySpec | str, out: str, *, workers: int = 0, dask: str | None = None, refine: bool = True,
+              progress: bool = True, overwrite: bool = False):
+    """Run a study (a :class:`StudySpec` or a TOML path) into the results folder ``out``: the sweep grid, then
+    the planner's tilt refinement. Finished points are kept, so an interrupted call resumes. Returns the
+    planner's :class:`~lamino.studies.planner.PlanResult`."""
+    from lamino.studies import planner
+    from lamino.studies.spec import load_spec
+
+    spec = load_spec(spec) if isinstance(spec, str) else spec
+    store = ResultStore.create(out, spec, overwrite=overwrite)
+    with Runner(spec, store, workers=workers, dask=dask, progress=progress) as runner:
+        runner.run(spec.points(), stage="grid", desc=spec.name)
+        result = planner.analyse(store)
+        if refine and planner.refine_tilt(spec, runner, result):
+            result = planner.analyse(store)
+    return result

@@ -1,0 +1,196 @@
+"""Every metric a study can ask for, by name, computed from one reconstruction and its ground truth.
+
+:data:`METRICS` maps each name to its unit and a one-line meaning; :func:`applicable` says which apply to a
+phantom (crack metrics need ``params["cracks"]``, star metrics the Siemens star); :func:`score` computes a
+selection. The formulas live in :mod:`lamino.studies.metrics`.
+
+Regions used:
+
+- *object*: voxels whose truth μ is at least half the 99.5th percentile of μ (the densest material's body,
+  e.g. the pellet or the star's spokes) — its boundary gives the edge spread and the MTF;
+- *uniform*: a material's voxels that are pure (fraction ≥ 0.99) two voxels away from anything else, or empty
+  voxels two voxels away from any material — noise (largest material) and CNR (the two largest regions);
+- *pellet*: the ``pellet`` label together with its cracks and pores — crack segmentation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from lamino.geometry import Geometry, VolumeGrid
+from lamino.phantoms.scene import Phantom, Voxelized
+
+#: name → (unit, meaning); higher is better unless the meaning says lower.
+METRICS: dict[str, tuple[str, str]] = {
+    "rmse": ("1/mm", "root-mean-square error of μ against the truth (lower is better)"),
+    "nrmse": ("", "RMSE / (max − min of the truth) (lower is better)"),
+    "psnr": ("dB", "peak signal-to-noise ratio, 20 log10(truth range / RMSE)"),
+    "ssim": ("", "3-D structural similarity (Wang et al. 2004), Gaussian window σ = 1.5 voxels"),
+    "cnr": ("", "contrast-to-noise ratio between the two largest pure materials"),
+    "noise_std": ("1/mm", "standard deviation of μ in the uniform region (lower is better)"),
+    "in_plane_fwhm_mm": ("mm", "FWHM of the line spread across in-plane edges of the object (lower is better)"),
+    "through_plane_fwhm_mm": ("mm", "FWHM of the line spread across edges facing z (lower is better)"),
+    "mtf50_lp_mm": ("lp/mm", "in-plane spatial frequency where the edge MTF falls to 50 %"),
+    "star_limit_lp_mm": ("lp/mm", "Siemens star: highest frequency with harmonic contrast ≥ 20 %"),
+    "star_isotropy": ("", "Siemens star: min / max of the contrast in angular sectors"),
+    "crack_dice": ("", "Dice of the crack segmentation against the crack labels"),
+    "crack_precision": ("", "fraction of segmented crack voxels that are cracks"),
+    "crack_recall": ("", "fraction of crack voxels that are segmented"),
+    "crack_detection_rate": ("", "fraction of (resolvable) cracks detected"),
+    "crack_detection_vertical": ("", "detection rate of through-thickness cracks (plane > 60° from the sample plane)"),
+    "crack_detection_oblique": ("", "detection rate of cracks inclined 30°–60° to the sample plane"),
+    "crack_detection_flat": ("", "detection rate of cracks within 30° of the sample plane (missing cone)"),
+    "missing_cone_fraction": ("", "fraction of Fourier directions the geometry does not measure (lower is better)"),
+    "scan_time_s": ("s", "acquisition time, views × (exposure + readout) (lower is better)"),
+    "dose_mgy": ("mGy", "water-kerma proxy of the dose at the sample (lower is better)"),
+}
+
+_CRACK = ("crack_dice", "crack_precision", "crack_recall", "crack_detection_rate", "crack_detection_vertical",
+          "crack_detection_oblique", "crack_detection_flat")
+_STAR = ("star_limit_lp_mm", "star_isotropy")
+_EDGE = ("in_plane_fwhm_mm", "through_plane_fwhm_mm", "mtf50_lp_mm")
+_CRACK_LABEL_FRACTION = 0.25        # a voxel a quarter covered by a crack belongs to it (thin cracks)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ScoringInput:
+    """One reconstruction and everything its metrics need: ``recon`` and ``truth`` μ (nz, ny, nx) in 1/mm on
+    ``grid``, the phantom's voxelisation on that grid, the phantom, the acquisition geometry and scanner."""
+
+    recon: np.ndarray
+    truth: np.ndarray
+    grid: VolumeGrid
+    voxels: Voxelized
+    phantom: Phantom
+    geometry: Geometry
+    scanner: Any
+
+
+def applicable(phantom: Phantom) -> tuple[str, ...]:
+    """The metric names that apply to ``phantom``, in :data:`METRICS` order."""
+    skip = set()
+    if not phantom.params.get("cracks"):
+        skip.update(_CRACK)
+    if phantom.name != "siemens_star":
+        skip.update(_STAR)
+    return tuple(m for m in METRICS if m not in skip)
+
+
+def score(data: ScoringInput, names: tuple[str, ...] | None = None) -> dict[str, float]:
+    """The metrics ``names`` (default: all applicable) of one reconstruction; NaN where a metric has nothing to
+    measure (e.g. no crack large enough to resolve)."""
+    names = applicable(data.phantom) if names is None else names
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise ValueError(f"metric {unknown[0]!r} is not allowed: choose from {', '.join(METRICS)}")
+    out: dict[str, float] = {}
+    wanted = set(names)
+    from lamino.studies.metrics import image
+
+    recon, truth = np.asarray(data.recon, np.float32), np.asarray(data.truth, np.float32)
+    if wanted & {"rmse", "nrmse", "psnr", "ssim"}:
+        out.update(rmse=image.rmse(recon, truth), nrmse=image.nrmse(recon, truth), psnr=image.psnr(recon, truth),
+                   ssim=image.ssim(recon, truth))
+    if wanted & {"cnr", "noise_std"}:
+        out.update(_uniform_metrics(recon, data.voxels))
+    if wanted & set(_EDGE):
+        out.update(_edge_metrics(recon, truth, data.grid))
+    if wanted & set(_STAR):
+        out.update(_star_metrics(recon, truth, data.grid, data.phantom))
+    if wanted & set(_CRACK):
+        out.update(_crack_metrics(recon, data.voxels, data.phantom))
+    if wanted & {"missing_cone_fraction", "dose_mgy"}:
+        from lamino.studies.metrics import coverage
+    if "missing_cone_fraction" in wanted:
+        out["missing_cone_fraction"] = coverage.missing_cone_fraction(data.geometry)
+    if "scan_time_s" in wanted:
+        out["scan_time_s"] = data.scanner.scan_time_s(data.geometry.n_views)
+    if "dose_mgy" in wanted:
+        out["dose_mgy"] = coverage.dose_proxy(data.scanner, data.geometry)
+    return {n: float(out.get(n, math.nan)) for n in names}
+
+
+def _pure(voxels: Voxelized, margin: int = 2) -> dict[str, np.ndarray]:
+    """Per material, voxels at least 99 % of it, ``margin`` voxels away from other materials."""
+    out = {}
+    for name, frac in voxels.fractions.items():
+        pure = frac >= 0.99
+        if margin:
+            pure = ndimage.binary_erosion(pure, iterations=margin)
+        out[name] = pure
+    return out
+
+
+def _uniform_metrics(recon: np.ndarray, voxels: Voxelized) -> dict[str, float]:
+    """Noise in the largest pure region and CNR between the two largest pure regions ("empty" counts as one)."""
+    from lamino.studies.metrics import image
+
+    regions = _pure(voxels)
+    total = sum(voxels.fractions.values()) if voxels.fractions else np.zeros(recon.shape, np.float32)
+    regions["(empty)"] = ndimage.binary_erosion(total <= 0.01, iterations=2)
+    ranked = sorted(((int(m.sum()), name, m) for name, m in regions.items()), key=lambda t: -t[0])
+    ranked = [r for r in ranked if r[0] >= 8]
+    solid = [r for r in ranked if r[1] != "(empty)"]
+    out = {"noise_std": float(np.std(recon[solid[0][2]])) if solid else math.nan}
+    out["cnr"] = image.cnr(recon, ranked[0][2], ranked[1][2]) if len(ranked) >= 2 else math.nan
+    return out
+
+
+def _object_mask(truth: np.ndarray) -> np.ndarray:
+    top = float(np.percentile(truth, 99.5))
+    return truth >= 0.5 * top if top > 0 else np.zeros(truth.shape, bool)
+
+
+def _edge_metrics(recon: np.ndarray, truth: np.ndarray, grid: VolumeGrid) -> dict[str, float]:
+    from lamino.studies.metrics import resolution
+
+    inside = _object_mask(truth)
+    out = dict.fromkeys(_EDGE, math.nan)
+    if inside.sum() < 8 or inside.all():
+        return out
+    for direction, key in (("in-plane", "in_plane_fwhm_mm"), ("through-plane", "through_plane_fwhm_mm")):
+        try:
+            edge = resolution.edge_response(recon, inside, grid, direction=direction)
+        except ValueError:              # no edge of that orientation in this object
+            continue
+        out[key] = edge.fwhm_mm
+        if direction == "in-plane":
+            out["mtf50_lp_mm"] = edge.mtf50
+    return out
+
+
+def _star_metrics(recon: np.ndarray, truth: np.ndarray, grid: VolumeGrid, phantom: Phantom) -> dict[str, float]:
+    from lamino.studies.metrics import resolution
+
+    p = phantom.params
+    if p.get("plane", "xy") == "xz":    # the star stands in the xz plane: bring its normal (−y) to +z
+        recon, truth = (np.ascontiguousarray(v.transpose(1, 0, 2)[::-1]) for v in (recon, truth))
+        grid = VolumeGrid((grid.shape[1], grid.shape[0], grid.shape[2]),
+                          (grid.voxel_size[1], grid.voxel_size[0], grid.voxel_size[2]),
+                          (-grid.center[1], grid.center[0], grid.center[2]))
+    star = resolution.star_resolution(recon, truth, grid, center_mm=(0.0, 0.0, p["thickness_mm"] / 2),
+                                      n_spokes=p["n_spokes"], radius_mm=p["radius_mm"],
+                                      thickness_mm=p["thickness_mm"], sectors=p.get("label_sectors", 8))
+    return {"star_limit_lp_mm": star.limit_lp_mm, "star_isotropy": star.isotropy}
+
+
+def _crack_metrics(recon: np.ndarray, voxels: Voxelized, phantom: Phantom) -> dict[str, float]:
+    from lamino.studies.metrics import cracks as crack_metrics
+
+    cracks = phantom.params["cracks"]
+    frac = voxels.label_fractions
+    masks = {c["label"]: frac[c["label"]] >= _CRACK_LABEL_FRACTION for c in cracks}
+    region = voxels.labels.get("pellet", np.zeros(recon.shape, bool)).copy()
+    for m in masks.values():
+        region |= m
+    pores = frac["pore"] >= 0.5 if "pore" in frac else None
+    if pores is not None:
+        region |= pores
+    matrix = voxels.labels.get("pellet")
+    matrix_mu = float(np.median(recon[matrix])) if matrix is not None and matrix.any() else None
+    return crack_metrics.score_cracks(recon, masks, cracks, region, exclude=pores, matrix_mu=matrix_mu)

@@ -1,0 +1,359 @@
+"""Study specification: a TOML file that names the phantom, scanner, geometry, reconstruction, sweep, metrics and
+objective of an acquisition study, validated into a frozen :class:`StudySpec`.
+
+Layout (every table but ``[study]``, ``[phantom]``, ``[scanner]`` and ``[sweep]`` is optional)::
+
+    [study]      name = "ssb-cracks", description = "…"
+    [phantom]    name = "ssb_pellet", seed = 0, params = { thickness_mm = 0.6, … }
+    [scanner]    preset = "nikon_xt225", and any Scanner/Detector field: kvp = 100, exposure_s = 1.0, …
+    [geometry]   tilt_deg = 30, n_views = 360 (defaults for axes not swept), and Geometry keywords:
+                 sod, sdd, det_shape, det_spacing, cor_offset, …
+    [simulate]   keywords of lamino.simulate.simulate: noise, blur, focal_spot, n_bins, method, scatter_spr
+    [recon]      method = "fbp" (or a list: then it is a sweep axis), iterations, lam, filter,
+                 grid = "auto" | { shape = [nz, ny, nx], voxel_size = 0.04, center = [cz, cy, cx] }
+    [sweep]      tilt_deg = [...], n_views = [...], exposure_s = [...], kvp = [...],
+                 time_budget_s = 3600 (exposure per view = budget / n_views − readout; not with exposure_s),
+                 seeds = [0, 1, 2] or repeats = 3 (noise repeats)
+    [metrics]    names = [...] (default: every metric that applies to the phantom)
+    [objective]  weights = { crack_dice = 1.0, rmse = -10.0 } (score = Σ weight × metric; negative minimises),
+                 constraints = ["crack_dice >= 0.8", "scan_time_s <= 7200"]
+    [planner]    refine = "golden" | "none", refine_evaluations = 4
+
+Every error names the file, the key and what is allowed. Units: mm, keV, degrees, seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+import tomllib
+from typing import Any
+
+SWEEP_AXES = ("tilt_deg", "n_views", "exposure_s", "kvp", "method")
+_SECTIONS = ("study", "phantom", "scanner", "geometry", "simulate", "recon", "sweep", "metrics", "objective", "planner")
+_SIMULATE_KEYS = ("noise", "blur", "focal_spot", "n_bins", "method", "scatter_spr", "scatter_sigma_mm", "voxel_size",
+                  "exact_bins")
+_RECON_KEYS = ("method", "iterations", "lam", "filter", "grid")
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
+REFINE = ("golden", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class Constraint:
+    """``metric op value``, e.g. ``crack_dice >= 0.8``; holds for the mean over noise repeats."""
+
+    metric: str
+    op: str
+    value: float
+
+    def holds(self, x: float) -> bool:
+        if not math.isfinite(x):
+            return False
+        return {"<=": x <= self.value, ">=": x >= self.value, "<": x < self.value, ">": x > self.value}[self.op]
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StudySpec:
+    """A validated study. ``points()`` lists the grid of the sweep; ``fingerprint`` identifies what every point
+    shares (all but the sweep, metrics, objective and planner), so a results store knows its study."""
+
+    name: str
+    description: str
+    phantom: dict[str, Any]
+    scanner: dict[str, Any]
+    geometry: dict[str, Any]
+    simulate: dict[str, Any]
+    recon: dict[str, Any]
+    sweep: dict[str, list]
+    seeds: tuple[int, ...]
+    time_budget_s: float | None
+    metrics: tuple[str, ...] | None
+    weights: dict[str, float]
+    constraints: tuple[Constraint, ...]
+    refine: str
+    refine_evaluations: int
+    source: str = ""
+    text: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        shared = dict(phantom=self.phantom, scanner=self.scanner, geometry=self.geometry, simulate=self.simulate,
+                      recon={k: v for k, v in self.recon.items() if k != "method"},
+                      time_budget_s=self.time_budget_s)
+        return hashlib.sha1(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["constraints"] = [str(c) for c in self.constraints]
+        d.pop("text")
+        return d
+
+    def axes(self) -> dict[str, list]:
+        """The sweep axes with their values, defaults filled in (one value for an axis not swept)."""
+        return {name: list(self.sweep[name]) for name in SWEEP_AXES}
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every (tilt, views, exposure, kVp, method, seed) combination of the sweep grid, in a stable order."""
+        axes = self.axes()
+        out = []
+        for values in itertools.product(*axes.values(), self.seeds):
+            point = dict(zip((*axes, "seed"), values, strict=True))
+            out.append(self.complete(point))
+        return out
+
+    def complete(self, point: dict[str, Any]) -> dict[str, Any]:
+        """``point`` with the exposure implied by a time budget (exposure = budget / n_views − readout)."""
+        point = dict(point)
+        if self.time_budget_s is not None:
+            readout = float(self.scanner.get("readout_s", 0.0) or 0.0)
+            exposure = self.time_budget_s / point["n_views"] - readout
+            if exposure <= 0:
+                raise ValueError(f"{self.source}: [sweep] time_budget_s = {self.time_budget_s:g} leaves no exposure "
+                                 f"for n_views = {point['n_views']} (readout {readout:g} s per view)")
+            point["exposure_s"] = exposure
+        return point
+
+
+def point_id(spec: StudySpec, point: dict[str, Any]) -> str:
+    """Stable identifier of one sweep point of one study (12 hex digits)."""
+    key = json.dumps({"study": spec.fingerprint, **{k: point[k] for k in sorted(point)}}, sort_keys=True)
+    return hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+def load_spec(path: str) -> StudySpec:
+    """Read and validate a study TOML file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"study file {path!r} does not exist")
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a valid TOML file ({exc})") from None
+    return parse_spec(data, source=path, text=raw.decode("utf-8"))
+
+
+def parse_spec(data: dict[str, Any], source: str = "<study>", text: str = "") -> StudySpec:
+    """Validate a study given as a dict (the parsed TOML)."""
+    err = _Errors(source)
+    unknown = sorted(set(data) - set(_SECTIONS))
+    if unknown:
+        err.fail(f"[{unknown[0]}]", "is not a known table", f"use {', '.join(_SECTIONS)}")
+    for name in ("study", "phantom", "scanner", "sweep"):
+        if not isinstance(data.get(name), dict):
+            err.fail(f"[{name}]", "is missing", "every study needs [study], [phantom], [scanner] and [sweep]")
+    study = data["study"]
+    name = study.get("name")
+    if not isinstance(name, str) or not name.strip():
+        err.fail("[study] name", f"= {name!r}", "give a non-empty string")
+    phantom = _phantom(data["phantom"], err)
+    scanner = _scanner(data["scanner"], err)
+    geometry = dict(_table(data, "geometry", err))
+    for key in ("tilt_deg", "n_views"):
+        geometry.pop(key, None)
+    defaults = _table(data, "geometry", err)
+    simulate = _keys(_table(data, "simulate", err), _SIMULATE_KEYS, "simulate", err)
+    recon = _keys(_table(data, "recon", err), _RECON_KEYS, "recon", err)
+    sweep, seeds, budget = _sweep(data["sweep"], defaults, scanner, recon, err)
+    metrics = _metrics(_table(data, "metrics", err), err)
+    weights, constraints = _objective(_table(data, "objective", err), err)
+    refine, n_refine = _planner(_table(data, "planner", err), err)
+    recon.setdefault("grid", "auto")
+    _check_grid(recon["grid"], err)
+    spec = StudySpec(name=name.strip(), description=str(study.get("description", "")), phantom=phantom,
+                     scanner=scanner, geometry=geometry, simulate=simulate, recon=recon, sweep=sweep, seeds=seeds,
+                     time_budget_s=budget, metrics=metrics, weights=weights, constraints=constraints, refine=refine,
+                     refine_evaluations=n_refine, source=source, text=text)
+    spec.points()                     # a time budget too small for some n_views fails here, naming the file
+    return spec
+
+
+class _Errors:
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, key: str, what: str, allowed: str):
+        raise ValueError(f"{self.source}: {key} {what} is not allowed: {allowed}")
+
+
+def _table(data: dict, name: str, err: _Errors) -> dict:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        err.fail(f"[{name}]", f"= {value!r}", "give a table")
+    return value
+
+
+def _keys(table: dict, allowed: tuple[str, ...], section: str, err: _Errors) -> dict:
+    for key in table:
+        if key not in allowed:
+            err.fail(f"[{section}] {key}", "(unknown key)", f"use {', '.join(allowed)}")
+    return dict(table)
+
+
+def _phantom(table: dict, err: _Errors) -> dict:
+    from lamino import phantoms
+
+    name = table.get("name")
+    if name not in phantoms.names():
+        err.fail("[phantom] name", f"= {name!r}", f"choose one of {', '.join(phantoms.names())}")
+    _keys(table, ("name", "seed", "params"), "phantom", err)
+    seed = table.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        err.fail("[phantom] seed", f"= {seed!r}", "give an integer ≥ 0")
+    params = table.get("params", {})
+    if not isinstance(params, dict):
+        err.fail("[phantom] params", f"= {params!r}", "give a table of the phantom's keyword arguments")
+    try:
+        phantoms.get(name, seed=seed, **params)
+    except (TypeError, ValueError) as exc:
+        err.fail("[phantom] params", f"({exc})", "see 'lamino phantom show NAME' for the parameters")
+    return {"name": name, "seed": seed, "params": dict(params)}
+
+
+def _scanner(table: dict, err: _Errors) -> dict:
+    from lamino.simulate import Scanner
+
+    preset = table.get("preset")
+    if preset not in Scanner.presets():
+        err.fail("[scanner] preset", f"= {preset!r}", f"choose one of {', '.join(Scanner.presets())}")
+    overrides = {k: v for k, v in table.items() if k != "preset"}
+    try:
+        Scanner.preset(preset, **overrides)
+    except (TypeError, ValueError) as exc:
+        err.fail("[scanner]", f"override ({exc})", "give Scanner or Detector fields (see 'lamino scanners')")
+    return dict(table)
+
+
+def _values(table: dict, key: str, default: Any, check, allowed: str, err: _Errors) -> list:
+    values = table.get(key, [default])
+    if not isinstance(values, list):
+        values = [values]
+    if not values:
+        err.fail(f"[sweep] {key}", "= []", "give at least one value")
+    for v in values:
+        if isinstance(v, bool) or not check(v):
+            err.fail(f"[sweep] {key}", f"value {v!r}", allowed)
+    if len(set(values)) != len(values):
+        err.fail(f"[sweep] {key}", f"= {values!r}", "give each value once")
+    return values
+
+
+def _sweep(table: dict, defaults: dict, scanner: dict, recon: dict, err: _Errors):
+    from lamino.recon import METHODS
+    from lamino.simulate import Scanner
+
+    allowed = (*SWEEP_AXES[:-1], "time_budget_s", "seeds", "repeats")
+    _keys(table, allowed, "sweep", err)
+    base = Scanner.preset(scanner["preset"], **{k: v for k, v in scanner.items() if k != "preset"})
+
+    def number(v):
+        return isinstance(v, int | float) and math.isfinite(v)
+
+    sweep = {
+        "tilt_deg": _values(table, "tilt_deg", defaults.get("tilt_deg", 30.0),
+                            lambda v: number(v) and 0 <= v < 90, "give tilts in [0, 90) degrees", err),
+        "n_views": _values(table, "n_views", defaults.get("n_views", 360),
+                           lambda v: isinstance(v, int) and v >= 2, "give integer view counts ≥ 2", err),
+        "exposure_s": _values(table, "exposure_s", base.exposure_s, lambda v: number(v) and v > 0,
+                              "give exposures > 0 s", err),
+        "kvp": _values(table, "kvp", base.kvp, lambda v: v is None or (number(v) and v > 0),
+                       "give tube voltages > 0 kV", err),
+    }
+    methods = recon.pop("method", "fbp")
+    methods = methods if isinstance(methods, list) else [methods]
+    for m in methods:
+        if m not in METHODS:
+            err.fail("[recon] method", f"= {m!r}", f"choose from {', '.join(METHODS)}")
+    sweep["method"] = methods
+    budget = table.get("time_budget_s")
+    if budget is not None:
+        if not number(budget) or budget <= 0:
+            err.fail("[sweep] time_budget_s", f"= {budget!r}", "give a scan time > 0 s")
+        if "exposure_s" in table:
+            err.fail("[sweep] time_budget_s", "together with exposure_s", "give one of the two")
+        sweep["exposure_s"] = [None]
+    if "seeds" in table and "repeats" in table:
+        err.fail("[sweep] seeds", "together with repeats", "give one of the two")
+    if "repeats" in table:
+        n = table["repeats"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            err.fail("[sweep] repeats", f"= {n!r}", "give an integer ≥ 1")
+        seeds = tuple(range(n))
+    else:
+        seeds = tuple(_values(table, "seeds", 0, lambda v: isinstance(v, int) and v >= 0,
+                              "give integer seeds ≥ 0", err))
+    return sweep, seeds, (float(budget) if budget is not None else None)
+
+
+def _metrics(table: dict, err: _Errors) -> tuple[str, ...] | None:
+    from lamino.studies.scoring import METRICS
+
+    _keys(table, ("names",), "metrics", err)
+    names = table.get("names")
+    if names is None:
+        return None
+    if not isinstance(names, list) or not names:
+        err.fail("[metrics] names", f"= {names!r}", "give a non-empty list of metric names")
+    for n in names:
+        if n not in METRICS:
+            err.fail("[metrics] names", f"entry {n!r}", f"choose from {', '.join(METRICS)}")
+    return tuple(names)
+
+
+def _objective(table: dict, err: _Errors):
+    from lamino.studies.scoring import METRICS
+
+    _keys(table, ("weights", "constraints"), "objective", err)
+    weights = table.get("weights", {})
+    if not isinstance(weights, dict):
+        err.fail("[objective] weights", f"= {weights!r}", "give a table metric = weight")
+    for k, w in weights.items():
+        if k not in METRICS:
+            err.fail("[objective] weights", f"key {k!r}", f"choose from {', '.join(METRICS)}")
+        if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w == 0:
+            err.fail(f"[objective] weights.{k}", f"= {w!r}", "give a finite non-zero number (negative minimises)")
+    constraints = []
+    items = table.get("constraints", [])
+    if not isinstance(items, list):
+        err.fail("[objective] constraints", f"= {items!r}", "give a list of strings like \"crack_dice >= 0.8\"")
+    for text in items:
+        m = _CONSTRAINT.match(text) if isinstance(text, str) else None
+        if not m:
+            err.fail("[objective] constraints", f"entry {text!r}", "write 'metric op value' with op <=, >=, < or >")
+        if m.group(1) not in METRICS:
+            err.fail("[objective] constraints", f"metric {m.group(1)!r}", f"choose from {', '.join(METRICS)}")
+        constraints.append(Constraint(m.group(1), m.group(2), float(m.group(3))))
+    return {k: float(v) for k, v in weights.items()}, tuple(constraints)
+
+
+def _planner(table: dict, err: _Errors):
+    _keys(table, ("refine", "refine_evaluations"), "planner", err)
+    refine = table.get("refine", "golden")
+    if refine not in REFINE:
+        err.fail("[planner] refine", f"= {refine!r}", f"choose one of {', '.join(REFINE)}")
+    n = table.get("refine_evaluations", 4)
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 50:
+        err.fail("[planner] refine_evaluations", f"= {n!r}", "give an integer in 1…50")
+    return refine, n
+
+
+def _check_grid(grid: Any, err: _Errors) -> None:
+    if grid == "auto":
+        return
+    if not isinstance(grid, dict) or "shape" not in grid or "voxel_size" not in grid:
+        err.fail("[recon] grid", f"= {grid!r}", "give \"auto\" or { shape = [nz, ny, nx], voxel_size = mm }")
+    _keys(grid, ("shape", "voxel_size", "center"), "recon.grid", err)
+    from lamino.geometry import VolumeGrid
+
+    try:
+        VolumeGrid(tuple(grid["shape"]), grid["voxel_size"], tuple(grid.get("center", (0.0, 0.0, 0.0))))
+    except (TypeError, ValueError) as exc:
+        err.fail("[recon] grid", f"({exc})", "give shape = [nz, ny, nx] and voxel_size > 0 mm")

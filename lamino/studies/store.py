@@ -1,0 +1,176 @@
+"""Results store of a study: one folder, one small HDF5 file per finished point, written atomically.
+
+Layout::
+
+    results/
+      study.toml          the study file as given (the store's identity: its fingerprint must match on resume)
+      study.json          the validated spec, its fingerprint and the lamino version
+      points/<id>.h5      one finished point: attribute ``record`` (JSON: point, metrics, timings,
+                          provenance) and the central orthogonal slices ``recon/{xy,xz,yz}`` and
+                          ``truth/{xy,xz,yz}`` (μ, 1/mm)
+      summary.csv         one row per finished point (rewritten after every point)
+
+A point file appears only when complete (temporary name, then rename), so a study stopped at any moment
+resumes by computing exactly the points whose files are missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from typing import Any
+
+import h5py
+import numpy as np
+
+from lamino.io import atomic_write
+from lamino.studies.spec import StudySpec, parse_spec
+
+SLICES = ("xy", "xz", "yz")
+_POINT_KEYS = ("tilt_deg", "n_views", "exposure_s", "kvp", "method", "seed")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PointResult:
+    """One evaluated sweep point.
+
+    ``point``: tilt_deg, n_views, exposure_s, kvp, method, seed; ``metrics``: name → value (units in
+    :mod:`lamino.studies.scoring`); ``seconds``: timings of the stages; ``provenance``: geometry, scanner,
+    effective energy, host, versions; ``recon_slices`` / ``truth_slices``: {"xy", "xz", "yz"} 2-D arrays
+    through the grid centre; ``stage``: "grid" (the sweep) or "refine" (planner)."""
+
+    id: str
+    point: dict[str, Any]
+    metrics: dict[str, float]
+    seconds: dict[str, float]
+    provenance: dict[str, Any]
+    recon_slices: dict[str, np.ndarray]
+    truth_slices: dict[str, np.ndarray]
+    stage: str = "grid"
+
+    def record(self) -> dict[str, Any]:
+        return {"id": self.id, "stage": self.stage, "point": self.point, "metrics": self.metrics,
+                "seconds": self.seconds, "provenance": self.provenance}
+
+
+def central_slices(volume: np.ndarray) -> dict[str, np.ndarray]:
+    """The xy (mid z), xz (mid y) and yz (mid x) slices of a (nz, ny, nx) volume, float32."""
+    v = np.asarray(volume, np.float32)
+    nz, ny, nx = v.shape
+    return {"xy": v[nz // 2], "xz": v[:, ny // 2, :], "yz": v[:, :, nx // 2]}
+
+
+class ResultStore:
+    """A study's results folder (see the module docstring). ``create`` starts or resumes one for ``spec``;
+    ``open`` reads an existing one."""
+
+    def __init__(self, path: str, spec: StudySpec):
+        self.path = os.fspath(path)
+        self.spec = spec
+
+    # ------------------------------------------------------------------------------------------ opening
+    @classmethod
+    def create(cls, path: str, spec: StudySpec, overwrite: bool = False) -> ResultStore:
+        """Start a store for ``spec`` in ``path``, or resume the one there if it holds the same study.
+
+        A folder holding another study (different phantom, scanner, geometry, simulation or grid) raises
+        ValueError unless ``overwrite``, which deletes its points."""
+        path = os.fspath(path)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"--out {path!r} is a file: give a folder for the study results")
+        if os.path.isfile(os.path.join(path, "study.json")):
+            with open(os.path.join(path, "study.json")) as f:
+                old = json.load(f).get("fingerprint")
+            if old != spec.fingerprint:
+                if not overwrite:
+                    raise ValueError(f"{path!r} holds results of a different study (fingerprint {old}, this study "
+                                     f"{spec.fingerprint}): give another --out or pass --overwrite")
+                for name in os.listdir(os.path.join(path, "points")):
+                    if name.endswith(".h5"):
+                        os.remove(os.path.join(path, "points", name))
+        os.makedirs(os.path.join(path, "points"), exist_ok=True)
+        from lamino import __version__
+
+        with atomic_write(os.path.join(path, "study.toml")) as tmp, open(tmp, "w") as f:
+            f.write(spec.text)
+        with atomic_write(os.path.join(path, "study.json")) as tmp, open(tmp, "w") as f:
+            json.dump({"fingerprint": spec.fingerprint, "lamino_version": __version__, "spec": spec.to_dict()},
+                      f, indent=1)
+        return cls(path, spec)
+
+    @classmethod
+    def open(cls, path: str) -> ResultStore:
+        """Open an existing results folder (written by ``lamino study run``)."""
+        path = os.fspath(path)
+        toml_path = os.path.join(path, "study.toml")
+        if not os.path.isfile(toml_path):
+            raise FileNotFoundError(f"{path!r} is not a study results folder: it has no study.toml "
+                                    "(run 'lamino study run SPEC --out FOLDER' first)")
+        import tomllib
+
+        with open(toml_path, "rb") as f:
+            text = f.read().decode("utf-8")
+        source = os.path.join(path, "study.toml")
+        return cls(path, parse_spec(tomllib.loads(text), source=source, text=text))
+
+    # ------------------------------------------------------------------------------------------ points
+    def _file(self, point_id: str) -> str:
+        return os.path.join(self.path, "points", f"{point_id}.h5")
+
+    def ids(self) -> set[str]:
+        """Identifiers of the finished points."""
+        folder = os.path.join(self.path, "points")
+        if not os.path.isdir(folder):
+            return set()
+        return {n[:-3] for n in os.listdir(folder) if n.endswith(".h5") and not n.startswith(".")}
+
+    def write(self, result: PointResult) -> str:
+        """Write one finished point atomically and refresh ``summary.csv``."""
+        with atomic_write(self._file(result.id), ".h5") as tmp, h5py.File(tmp, "w") as f:
+            f.attrs["record"] = json.dumps(result.record(), default=_json_default)
+            for group, slices in (("recon", result.recon_slices), ("truth", result.truth_slices)):
+                for name in SLICES:
+                    f.create_dataset(f"{group}/{name}", data=np.asarray(slices[name], np.float32))
+        self.write_summary()
+        return self._file(result.id)
+
+    def record(self, point_id: str) -> dict[str, Any]:
+        with h5py.File(self._file(point_id), "r") as f:
+            return json.loads(f.attrs["record"])
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every finished point's record, in sweep order (grid points first, then refinement points)."""
+        recs = [self.record(i) for i in self.ids()]
+        return sorted(recs, key=lambda r: (r["stage"] != "grid", *(_sort_key(r["point"].get(k)) for k in _POINT_KEYS)))
+
+    def slices(self, point_id: str) -> dict[str, dict[str, np.ndarray]]:
+        """{"recon": {"xy", "xz", "yz"}, "truth": {...}} of one point (μ, 1/mm)."""
+        with h5py.File(self._file(point_id), "r") as f:
+            return {g: {n: f[f"{g}/{n}"][()] for n in SLICES} for g in ("recon", "truth")}
+
+    def write_summary(self) -> str:
+        """``summary.csv``: one row per finished point, its sweep values, metrics and seconds."""
+        recs = self.records()
+        metric_names = sorted({m for r in recs for m in r["metrics"]})
+        path = os.path.join(self.path, "summary.csv")
+        with atomic_write(path, ".csv") as tmp, open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "stage", *_POINT_KEYS, *metric_names, "seconds"])
+            for r in recs:
+                w.writerow([r["id"], r["stage"], *(r["point"].get(k) for k in _POINT_KEYS),
+                            *(r["metrics"].get(m) for m in metric_names), r["seconds"].get("total")])
+        return path
+
+
+def _sort_key(value):
+    return (value is None, str(value) if isinstance(value, str) else (value if value is not None else 0))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
