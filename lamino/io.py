@@ -51,10 +51,11 @@ _META = ("scanner", "phantom", "provenance")
 def atomic_write(path: str, suffix: str = "") -> Iterator[str]:
     """Yield a temporary file name beside ``path``; on success rename it to ``path``, on error delete it.
 
-    Readers never see a half-written ``path``, and a failed write leaves nothing behind.
+    Readers never see a half-written ``path``, and a failed write leaves nothing behind. The temporary name is
+    hidden (``.<name>.<random><suffix>``), so a process killed mid-write leaves no file that looks finished.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=suffix)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)

@@ -87,7 +87,7 @@ def configurations(records: list[dict[str, Any]], weights: dict[str, float], con
         std = {m: _nanstd(v) for m, v in values.items()}
         objective = np.array([objective_value(r["metrics"], weights) for r in recs])
         point = {k: recs[0]["point"].get(k) for k in _CONFIG_KEYS}
-        scan_time = mean.get("scan_time_s", _scan_time(recs[0]))
+        scan_time = mean["scan_time_s"] if "scan_time_s" in mean else _scan_time(recs[0])
         feasible = all(c.holds(scan_time if c.metric == "scan_time_s" else mean.get(c.metric, math.nan))
                        for c in constraints)
         out.append(Configuration(point=point, ids=tuple(r["id"] for r in recs),

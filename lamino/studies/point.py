@@ -102,8 +102,8 @@ def evaluate_point(spec: StudySpec, point: dict[str, Any], stage: str = "grid") 
     grid = study_grid(spec)
     sim_kw = dict(spec.simulate)
     lengths = _lengths(phantom, key, geometry, sim_kw.get("method", "exact"), sim_kw.get("voxel_size"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # saturation etc. are properties of the point, recorded in provenance
+    with warnings.catch_warnings(record=True) as caught:   # kept in the provenance; the runner reports them
+        warnings.simplefilter("always")
         scan = simulate(phantom, geometry, scanner, seed=int(point["seed"]), truth=False, lengths=lengths,
                         **sim_kw)
     t_sim = time.perf_counter()
@@ -122,7 +122,7 @@ def evaluate_point(spec: StudySpec, point: dict[str, Any], stage: str = "grid") 
         "effective_energy_kev": energy, "flat_max_counts": float(np.max(scan.flats)),
         "saturation_adu": scanner.detector.saturation_adu, "host": socket.gethostname(), "pid": os.getpid(),
         "python": platform.python_version(), "lamino_version": scan.provenance["lamino_version"],
-        "created": scan.provenance["created"],
+        "created": scan.provenance["created"], "warnings": sorted({str(w.message) for w in caught}),
     }
     seconds = {"simulate": round(t_sim - t0, 3), "recon": round(t_rec - t_sim, 3),
                "metrics": round(t_end - t_rec, 3), "total": round(t_end - t0, 3)}

@@ -11,7 +11,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import time
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -26,14 +27,17 @@ class Runner:
 
     ``workers`` = 0 runs in this process; N > 0 uses N local processes (spawned: JAX does not survive a fork);
     ``dask`` = a scheduler address (``tcp://host:8786``) or ``"local"`` (a LocalCluster of ``workers`` or 2
-    single-threaded processes on 127.0.0.1) runs each point as a Dask task.
+    single-threaded processes on 127.0.0.1) runs each point as a Dask task. ``evaluate(spec, point, stage)``
+    computes one point (default :func:`~lamino.studies.point.evaluate_point`; it must be importable by workers).
     """
 
     def __init__(self, spec: StudySpec, store: ResultStore, *, workers: int = 0, dask: str | None = None,
-                 progress: bool = True, retries: int = 2):
+                 progress: bool = True, retries: int = 2, evaluate: Callable = evaluate_point):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
             raise ValueError(f"workers={workers!r} is not allowed: give 0 (in process) or a number of processes")
         self.spec, self.store, self.workers, self.progress, self.retries = spec, store, workers, progress, retries
+        self.evaluate = evaluate
+        self._warned: set[str] = set()
         self._client = self._cluster = None
         if dask is not None:
             self._client, self._cluster = _dask_client(dask, workers or 2)
@@ -75,13 +79,17 @@ class Runner:
                 self._run_processes(todo, stage, bar)
             else:
                 for _, p in todo:
-                    self._finish(evaluate_point(self.spec, p, stage), bar)
+                    self._finish(self.evaluate(self.spec, p, stage), bar)
         finally:
             bar.close()
         return ids
 
     def _finish(self, result: PointResult, bar) -> None:
         self.store.write(result)
+        for message in result.provenance.get("warnings", ()):
+            if message not in self._warned:             # once per study, not once per point
+                self._warned.add(message)
+                warnings.warn(f"{_describe_point(result.point)}: {message}", stacklevel=2)
         bar.update(1)
         bar.set_postfix_str(_postfix(result), refresh=False)
 
@@ -91,7 +99,7 @@ class Runner:
             context = multiprocessing.get_context("spawn")
             try:
                 with cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
-                    futures = {pool.submit(evaluate_point, self.spec, p, stage): i for i, p in pending.items()}
+                    futures = {pool.submit(self.evaluate, self.spec, p, stage): i for i, p in pending.items()}
                     for fut in cf.as_completed(futures):
                         self._finish(fut.result(), bar)
                         pending.pop(futures[fut])
@@ -106,16 +114,19 @@ class Runner:
         from distributed import as_completed
 
         spec = self._client.scatter(self.spec, broadcast=True)
-        futures = [self._client.submit(evaluate_point, spec, p, stage, key=f"lamino-{self.spec.name}-{i}",
+        futures = [self._client.submit(self.evaluate, spec, p, stage, key=f"lamino-{self.spec.name}-{i}",
                                        retries=self.retries, pure=False) for i, p in todo]
         for fut in as_completed(futures):
             self._finish(fut.result(), bar)
             fut.release()
 
 
+def _describe_point(p: dict[str, Any]) -> str:
+    return f"tilt {p['tilt_deg']:g}°, {p['n_views']} views"
+
+
 def _postfix(result: PointResult) -> str:
-    p = result.point
-    return f"tilt {p['tilt_deg']:g}°, {p['n_views']} views: {result.seconds['total']:.1f} s"
+    return f"{_describe_point(result.point)}: {result.seconds['total']:.1f} s"
 
 
 def _dask_client(address: str, n_workers: int):

@@ -107,12 +107,26 @@ def score(data: ScoringInput, names: tuple[str, ...] | None = None) -> dict[str,
     if wanted & {"missing_cone_fraction", "dose_mgy"}:
         from lamino.studies.metrics import coverage
     if "missing_cone_fraction" in wanted:
-        out["missing_cone_fraction"] = coverage.missing_cone_fraction(data.geometry)
+        out["missing_cone_fraction"] = coverage.missing_cone_fraction(dense_trajectory(data.geometry))
     if "scan_time_s" in wanted:
         out["scan_time_s"] = data.scanner.scan_time_s(data.geometry.n_views)
     if "dose_mgy" in wanted:
         out["dose_mgy"] = coverage.dose_proxy(data.scanner, data.geometry)
     return {n: float(out.get(n, math.nan)) for n in names}
+
+
+def dense_trajectory(geometry: Geometry, n_views: int = 720) -> Geometry:
+    """The same circular trajectory (tilt, angular range) with ``n_views`` views: its Fourier coverage is that of
+    the trajectory, not of the angular sampling (few views leave gaps between their central planes, which
+    is view aliasing, not the missing cone). Geometries given by vectors are returned unchanged."""
+    if geometry.custom_vectors is not None or geometry.n_views >= n_views:
+        return geometry
+    angles = np.asarray(geometry.angles_deg, float)
+    step = np.median(np.diff(angles)) if len(angles) > 1 else 360.0
+    span = angles[-1] - angles[0] + step          # the range the views stand for, e.g. 360° for n evenly spaced
+    dense = angles[0] + np.arange(n_views) * span / n_views if span >= 359.999 else np.linspace(
+        angles[0], angles[-1], n_views)
+    return geometry.replace(angles_deg=tuple(float(a) for a in dense))
 
 
 def _pure(voxels: Voxelized, margin: int = 2) -> dict[str, np.ndarray]:

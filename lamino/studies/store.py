@@ -91,6 +91,9 @@ class ResultStore:
                     if name.endswith(".h5"):
                         os.remove(os.path.join(path, "points", name))
         os.makedirs(os.path.join(path, "points"), exist_ok=True)
+        for name in os.listdir(os.path.join(path, "points")):
+            if name.startswith("."):                     # a temporary file of a run killed mid-write
+                os.remove(os.path.join(path, "points", name))
         from lamino import __version__
 
         with atomic_write(os.path.join(path, "study.toml")) as tmp, open(tmp, "w") as f:

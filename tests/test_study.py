@@ -1,0 +1,383 @@
+"""Studies: TOML validation, identical results in process / worker processes / Dask, resume after a kill,
+a lost worker retried, the planner on known answers, and the CLI."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from lamino.cli import main
+from lamino.simulate import Scanner
+from lamino.studies import planner
+from lamino.studies.run import Runner, run_study
+from lamino.studies.spec import load_spec, parse_spec, point_id
+from lamino.studies.store import ResultStore
+
+TINY = """
+[study]
+name = "tiny"
+description = "a 2 x 2 sweep of a small Siemens star on a beam line"
+
+[phantom]
+name = "siemens_star"
+
+[phantom.params]
+n_spokes = 8
+radius_mm = 0.3
+thickness_mm = 0.05
+substrate_thickness_mm = 0.05
+arc_points = 2
+label_sectors = 4
+
+[scanner]
+preset = "esrf_id19"
+det_shape = [12, 20]
+det_spacing = 0.04
+energy_kev = 30.0
+exposure_s = 0.0005
+
+[simulate]
+n_bins = 1
+
+[recon]
+grid = { shape = [6, 16, 16], voxel_size = 0.045 }
+
+[sweep]
+tilt_deg = [20, 40]
+n_views = [8, 12]
+seeds = [0, 1]
+
+[objective]
+weights = { ssim = 1.0 }
+
+[planner]
+refine = "none"
+"""
+
+
+def _write(tmp_path, text=TINY, name="tiny.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def _results(store: ResultStore) -> dict:
+    return {r["id"]: (r["metrics"], store.slices(r["id"])) for r in store.records()}
+
+
+def _same(a: dict, b: dict) -> None:
+    assert sorted(a) == sorted(b)
+    for key in a:
+        ma, sa = a[key]
+        mb, sb = b[key]
+        assert ma.keys() == mb.keys()
+        for name in ma:
+            assert (math.isnan(ma[name]) and math.isnan(mb[name])) or ma[name] == mb[name], (key, name)
+        for group in sa:
+            for view in sa[group]:
+                np.testing.assert_array_equal(sa[group][view], sb[group][view])
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The tiny study run in this process: its store and results."""
+    folder = tmp_path_factory.mktemp("study")
+    spec = load_spec(_write(folder))
+    result = run_study(spec, str(folder / "in_process"), progress=False)
+    store = ResultStore.open(str(folder / "in_process"))
+    return spec, store, _results(store), result, folder
+
+
+# ------------------------------------------------------------------------------------------------- spec
+def test_spec_points_cover_the_grid_and_ids_are_stable(tmp_path):
+    spec = load_spec(_write(tmp_path))
+    points = spec.points()
+    assert len(points) == 2 * 2 * 2
+    assert {(p["tilt_deg"], p["n_views"], p["seed"]) for p in points} == {
+        (t, n, s) for t in (20, 40) for n in (8, 12) for s in (0, 1)}
+    assert all(p["exposure_s"] == 0.0005 and p["method"] == "fbp" for p in points)
+    again = load_spec(_write(tmp_path, name="again.toml"))
+    assert [point_id(spec, p) for p in points] == [point_id(again, p) for p in again.points()]
+    assert len({point_id(spec, p) for p in points}) == len(points)
+
+
+def test_time_budget_sets_exposure_per_view(tmp_path):
+    text = TINY.replace("seeds = [0, 1]", "seeds = [0]\ntime_budget_s = 1.2")
+    spec = load_spec(_write(tmp_path, text))
+    readout = 0.0
+    for p in spec.points():
+        assert p["exposure_s"] == pytest.approx(1.2 / p["n_views"] - readout)
+
+
+@pytest.mark.parametrize("change, words", [
+    (("[study]\nname = \"tiny\"", "[study]\nname = \"\""), ["[study] name"]),
+    (("tilt_deg = [20, 40]", "tilt_deg = [20, 95]"), ["[sweep] tilt_deg", "95", "[0, 90)"]),
+    (("n_views = [8, 12]", "n_views = [8, 1.5]"), ["[sweep] n_views", "1.5"]),
+    (("preset = \"esrf_id19\"", "preset = \"nope\""), ["[scanner] preset", "nikon_xt225"]),
+    (("name = \"siemens_star\"", "name = \"teapot\""), ["[phantom] name", "ssb_pellet"]),
+    (("n_spokes = 8", "n_spokes = 2"), ["[phantom] params", "n_spokes"]),
+    (("weights = { ssim = 1.0 }", "weights = { sharpness = 1.0 }"), ["[objective] weights", "sharpness", "crack_dice"]),
+    (("weights = { ssim = 1.0 }", "constraints = [\"ssim >> 2\"]"), ["[objective] constraints", "ssim >> 2"]),
+    (("refine = \"none\"", "refine = \"bayes\""), ["[planner] refine", "golden"]),
+    (("[simulate]\nn_bins = 1", "[simulate]\nbins = 1"), ["[simulate] bins", "n_bins"]),
+    (("seeds = [0, 1]", "seeds = [0, 1]\nexposure_s = [1.0]\ntime_budget_s = 10"), ["time_budget_s", "exposure_s"]),
+    ((("seeds = [0, 1]", "seeds = [0, 1]\ntime_budget_s = 0.05\n"), ("exposure_s = 0.0005", "readout_s = 0.01")),
+     ["time_budget_s", "no exposure", "n_views = 8"]),
+    (("grid = { shape = [6, 16, 16], voxel_size = 0.045 }", "grid = { shape = [6, 16], voxel_size = 0.045 }"),
+     ["[recon] grid"]),
+    (("[planner]", "[plotting]\nx = 1\n[planner]"), ["[plotting]", "known table"]),
+])
+def test_bad_study_files_name_file_key_and_allowed_values(tmp_path, change, words):
+    text = TINY
+    for old, new in (change if isinstance(change[0], tuple) else (change,)):
+        assert old in text
+        text = text.replace(old, new)
+    path = _write(tmp_path, text)
+    with pytest.raises(ValueError) as err:
+        load_spec(path)
+    message = str(err.value)
+    assert message.startswith(path) and "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_not_toml_and_missing_file(tmp_path):
+    path = _write(tmp_path, "[study\nname=")
+    with pytest.raises(ValueError, match="not a valid TOML file"):
+        load_spec(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_spec(str(tmp_path / "missing.toml"))
+
+
+# ------------------------------------------------------------------------------------------------- running
+def test_in_process_study_scores_every_point(reference):
+    spec, store, results, result, _ = reference
+    assert len(results) == 8
+    for metrics, slices in results.values():
+        assert metrics["scan_time_s"] > 0 and 0 < metrics["ssim"] <= 1
+        assert metrics["star_limit_lp_mm"] > 0 or math.isnan(metrics["star_limit_lp_mm"])
+        assert slices["recon"]["xy"].shape == (16, 16) and slices["truth"]["xz"].shape == (6, 16)
+    # the missing cone is that of the trajectory: 1 − cos α (parallel beam, 360°), within the sphere sampling
+    for r in store.records():
+        expected = 1 - math.cos(math.radians(r["point"]["tilt_deg"]))
+        assert r["metrics"]["missing_cone_fraction"] == pytest.approx(expected, abs=0.01)
+        readout = Scanner.preset("esrf_id19").readout_s
+        assert r["metrics"]["scan_time_s"] == pytest.approx(r["point"]["n_views"] * (0.0005 + readout))
+    # two noise seeds differ; the planner averages them
+    by_config = {}
+    for r in store.records():
+        by_config.setdefault((r["point"]["tilt_deg"], r["point"]["n_views"]), []).append(r["metrics"]["rmse"])
+    assert all(len(v) == 2 and v[0] != v[1] for v in by_config.values())
+    assert len(result.configurations) == 4 and result.recommended is not None
+    summary = open(os.path.join(store.path, "summary.csv")).read().splitlines()
+    assert len(summary) == 9 and summary[0].startswith("id,stage,tilt_deg")
+
+
+def test_worker_processes_give_identical_results(reference, tmp_path):
+    spec, _, results, _, _ = reference
+    store = ResultStore.create(str(tmp_path / "workers"), spec)
+    with Runner(spec, store, workers=2, progress=False) as runner:
+        runner.run(spec.points())
+    _same(results, _results(store))
+
+
+def test_dask_local_cluster_gives_identical_results(reference, tmp_path):
+    pytest.importorskip("distributed")
+    spec, _, results, _, _ = reference
+    store = ResultStore.create(str(tmp_path / "dask"), spec)
+    with Runner(spec, store, workers=2, dask="local", progress=False) as runner:
+        assert runner.backend.startswith("dask (tcp://127.0.0.1")
+        runner.run(spec.points())
+    _same(results, _results(store))
+
+
+def test_killed_study_resumes_with_only_missing_points(reference, tmp_path):
+    spec, _, results, _, folder = reference
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "lamino.cli", "study", "run", spec.source, "--out", str(out), "--no-refine"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    points = out / "points"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if points.is_dir() and len([n for n in os.listdir(points) if n.endswith(".h5") and n[0] != "."]) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    store = ResultStore.open(str(out))
+    finished = store.ids()
+    assert 2 <= len(finished) < 8, "the run was not stopped midway"
+
+    computed = []
+
+    def counting(spec_, point, stage):
+        computed.append(point_id(spec_, point))
+        from lamino.studies.point import evaluate_point
+
+        return evaluate_point(spec_, point, stage)
+
+    store = ResultStore.create(str(out), spec)
+    assert not [n for n in os.listdir(points) if n.startswith(".")]       # no half-written file survives
+    with Runner(spec, store, progress=False, evaluate=counting) as runner:
+        runner.run(spec.points())
+    assert sorted(computed) == sorted(set(results) - finished)
+    _same(results, _results(store))
+
+
+def _crash_once(spec, point, stage):
+    """Kills its worker process the first time it runs (marker file beside the study), then evaluates."""
+    from lamino.studies.point import evaluate_point
+
+    marker = os.path.join(os.path.dirname(spec.source), "crashed")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return evaluate_point(spec, point, stage)
+
+
+def test_lost_worker_is_retried(tmp_path):
+    spec = load_spec(_write(tmp_path, TINY.replace("seeds = [0, 1]", "seeds = [0]").replace(
+        "n_views = [8, 12]", "n_views = [8]")))
+    store = ResultStore.create(str(tmp_path / "retry"), spec)
+    with Runner(spec, store, workers=1, progress=False, evaluate=_crash_once) as runner:
+        runner.run(spec.points())
+    assert os.path.exists(tmp_path / "crashed")
+    assert len(store.ids()) == 2
+
+
+def test_store_refuses_another_study(reference, tmp_path):
+    spec, store, _, _, _ = reference
+    other = parse_spec(_toml(TINY.replace("n_spokes = 8", "n_spokes = 12")), source="other.toml")
+    with pytest.raises(ValueError, match="different study"):
+        ResultStore.create(store.path, other)
+
+
+def _toml(text):
+    import tomllib
+
+    return tomllib.loads(text)
+
+
+# ------------------------------------------------------------------------------------------------- planner
+def test_pareto_front_and_recommendation_on_known_points():
+    pts = [(10, 0.5), (20, 0.7), (30, 0.69), (40, 0.9), (15, 0.4)]
+    assert planner.pareto_front(pts) == [0, 1, 3]
+    assert planner.pareto_front(pts, [True, False, True, True, True]) == [0, 2, 3]
+
+    def config(t, q, s=0.0, feasible=True):
+        return planner.Configuration({"tilt_deg": 30, "n_views": int(t), "exposure_s": 1.0, "kvp": None,
+                                      "method": "fbp"}, (str(t),), "grid", {}, {}, q, s, float(t), feasible, False)
+
+    configs = [config(100, 0.80, 0.02), config(200, 0.83, 0.02), config(400, 0.84, 0.02), config(50, 0.95, 0, False)]
+    choice, reason = planner.recommend(configs)
+    assert choice.scan_time_s == 200            # within one std (0.02) of the best 0.84; 100 s is not
+    assert "0.84" in reason and "3 of 4" in reason
+    none, why = planner.recommend([config(50, 0.9, feasible=False)])
+    assert none is None and "constraints" in why
+
+
+def test_golden_section_recovers_known_optimum():
+    calls = []
+
+    def f(x):
+        calls.append(x)
+        return -(x - 37.3) ** 2
+
+    x, fx = planner.golden_section_max(f, 10.0, 80.0, evaluations=20, resolution=0.05)
+    assert x == pytest.approx(37.3, abs=0.06) and fx <= 0
+    assert len(calls) <= 20
+
+
+class _FakeStore:
+    """A store whose points score a known objective peaking at tilt 33.3°."""
+
+    def __init__(self, spec):
+        self.spec, self._records = spec, {}
+
+    def add(self, spec, point, stage):
+        metrics = {"ssim": 1.0 - ((point["tilt_deg"] - 33.3) / 40) ** 2, "scan_time_s": point["n_views"] * 1.0}
+        pid = point_id(spec, point)
+        self._records[pid] = {"id": pid, "stage": stage, "point": point, "metrics": metrics, "provenance": {}}
+
+    def record(self, pid):
+        return self._records[pid]
+
+    def records(self):
+        return list(self._records.values())
+
+
+class _FakeRunner:
+    def __init__(self, store):
+        self.store, self.calls = store, 0
+
+    def run(self, points, stage="grid", desc=None):
+        for p in points:
+            self.calls += 1
+            self.store.add(self.store.spec, p, stage)
+        return [point_id(self.store.spec, p) for p in points]
+
+
+def test_planner_refines_tilt_to_known_optimum(tmp_path):
+    text = TINY.replace("tilt_deg = [20, 40]", "tilt_deg = [10, 30, 50, 70]").replace(
+        "refine = \"none\"", "refine = \"golden\"\nrefine_evaluations = 8").replace("seeds = [0, 1]", "seeds = [0]")
+    spec = load_spec(_write(tmp_path, text))
+    store = _FakeStore(spec)
+    runner = _FakeRunner(store)
+    runner.run(spec.points())
+    before = planner.analyse(store)
+    assert before.recommended.point["tilt_deg"] == 30 and before.recommended.point["n_views"] == 8
+    new = planner.refine_tilt(spec, runner, before)
+    assert 1 <= len(new) <= 8
+    after = planner.analyse(store)
+    best_refined = max((c for c in after.configurations if c.stage == "refine"), key=lambda c: c.objective_mean)
+    assert best_refined.point["tilt_deg"] == pytest.approx(33.3, abs=0.6)
+    assert 10 < best_refined.point["tilt_deg"] < 50
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def test_cli_plan_prints_protocol_and_writes_report(reference, capsys, tmp_path):
+    spec, store, _, _, folder = reference
+    assert main(["study", "report", store.path, "--out", str(tmp_path / "rep")]) == 0
+    assert os.path.isfile(tmp_path / "rep" / "index.html")
+    capsys.readouterr()
+    assert main(["plan", spec.source, "--out", store.path, "--report", str(tmp_path / "plan-report")]) == 0
+    out = capsys.readouterr().out
+    assert "recommended protocol: tilt" in out and "report: " in out
+    assert os.path.isfile(tmp_path / "plan-report" / "index.html")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["study", "run", "missing.toml", "--out", "x"], ["does not exist"]),
+    (["study", "report", "nowhere"], ["not a study results folder"]),
+    (["plan", "missing.toml", "--workers", "-1"], ["--workers -1"]),
+    (["study", "run", "{spec}", "--out", "{out}", "--dask", "nonsense"], ["--dask 'nonsense'", "tcp://"]),
+    (["dataset", "generate", "--phantom", "lego", "--count", "1", "--vary", "kvp", "--out", "{out}"],
+     ["--vary 'kvp'", "MIN:MAX"]),
+])
+def test_cli_errors_are_one_line(capsys, tmp_path, argv, words):
+    spec = _write(tmp_path)
+    argv = [a.format(spec=spec, out=str(tmp_path / "out")) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "error" in err
+    for word in words:
+        assert word in err
+
+
+def test_cli_dataset_generate(tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert main(["dataset", "generate", "--phantom", "siemens_star", "--count", "2", "--vary", "tilt_deg=20:40",
+                 "--param", "n_spokes=8", "--param", "radius_mm=0.3", "--scanner", "esrf_id19", "--set",
+                 "exposure_s=0.0005", "--set", "energy_kev=30", "--det", "12,20", "--spacing", "0.04", "--views", "8",
+                 "--out", str(out)]) == 0
+    from lamino.studies.dataset import load_manifest
+
+    manifest = load_manifest(str(out))
+    tilts = manifest.column("tilt_deg")
+    assert len(manifest) == 2 and all(20 <= t <= 40 for t in tilts) and tilts[0] != tilts[1]
+    assert "2 samples of siemens_star" in capsys.readouterr().out
