@@ -15,7 +15,9 @@ Regions used:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import json
 import math
 from typing import Any
 
@@ -107,15 +109,32 @@ def score(data: ScoringInput, names: tuple[str, ...] | None = None) -> dict[str,
     if wanted & {"missing_cone_fraction", "dose_mgy"}:
         from lamino.studies.metrics import coverage
     if "missing_cone_fraction" in wanted:
-        out["missing_cone_fraction"] = coverage.missing_cone_fraction(dense_trajectory(data.geometry))
+        dense = dense_trajectory(data.geometry)
+        out["missing_cone_fraction"] = _cached(("cone", dense.to_dict()), coverage.missing_cone_fraction, dense)
     if "scan_time_s" in wanted:
         out["scan_time_s"] = data.scanner.scan_time_s(data.geometry.n_views)
-    if "dose_mgy" in wanted:
-        out["dose_mgy"] = coverage.dose_proxy(data.scanner, data.geometry)
+    if "dose_mgy" in wanted:                       # dose ∝ views: computed for one view, once per scanner
+        one = data.geometry.replace(angles_deg=(0.0,)) if data.geometry.custom_vectors is None else data.geometry
+        per_view = _cached(("dose", data.scanner.to_dict(), one.to_dict()), coverage.dose_proxy, data.scanner, one)
+        out["dose_mgy"] = per_view * data.geometry.n_views / one.n_views
     return {n: float(out.get(n, math.nan)) for n in names}
 
 
-def dense_trajectory(geometry: Geometry, n_views: int = 720) -> Geometry:
+_CACHE: collections.OrderedDict = collections.OrderedDict()
+
+
+def _cached(key, fn, *args):
+    """``fn(*args)`` remembered under ``key`` (JSON-able) for the last 64 calls: geometry-only metrics are shared
+    by the noise repeats, exposures and reconstructions of one geometry."""
+    text = json.dumps(key, sort_keys=True, default=str)
+    if text not in _CACHE:
+        _CACHE[text] = fn(*args)
+        while len(_CACHE) > 64:
+            _CACHE.popitem(last=False)
+    return _CACHE[text]
+
+
+def dense_trajectory(geometry: Geometry, n_views: int = 360) -> Geometry:
     """The same circular trajectory (tilt, angular range) with ``n_views`` views: its Fourier coverage is that of
     the trajectory, not of the angular sampling (few views leave gaps between their central planes, which
     is view aliasing, not the missing cone). Geometries given by vectors are returned unchanged."""

@@ -13,7 +13,9 @@ spatial frequencies in lp/mm (line pairs = cycles per mm).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
 import math
 from typing import Any, Literal
 
@@ -215,6 +217,29 @@ def mtf_level(freqs: Any, mtf: Any, level: float) -> float:
     return float(f[j - 1] + (m[j - 1] - level) / (m[j - 1] - m[j]) * (f[j] - f[j - 1]))
 
 
+_EDGE_CACHE: collections.OrderedDict = collections.OrderedDict()
+_EDGE_CACHE_SIZE = 8
+
+
+def _edge_voxels(mask: NDArray[np.bool_], vs: NDArray[np.float64], direction: str, half_width: float, bin_w: float,
+                 voxel: float) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """Flat indices of the voxels that sample the edge and their signed distances (mm). They depend on the mask
+    alone, so they are kept for the last few masks: a study scores many reconstructions against one truth."""
+    key = (hashlib.sha1(np.packbits(mask).tobytes()).hexdigest(), mask.shape, tuple(vs), direction, half_width,
+           bin_w, voxel)
+    if key in _EDGE_CACHE:
+        _EDGE_CACHE.move_to_end(key)
+        return _EDGE_CACHE[key]
+    dist, normal = _signed_distance(mask, vs)
+    sel = _direction_mask(direction, np.abs(normal[0])) & (np.abs(dist) <= half_width + bin_w / 2)
+    sel &= _clear_of_other_edges(dist, normal, vs, max(bin_w, voxel / 2), half_width / 2)
+    flat = np.flatnonzero(sel)
+    _EDGE_CACHE[key] = (flat, dist.reshape(-1)[flat])
+    while len(_EDGE_CACHE) > _EDGE_CACHE_SIZE:
+        _EDGE_CACHE.popitem(last=False)
+    return _EDGE_CACHE[key]
+
+
 def edge_response(recon: Any, inside: Any, grid: VolumeGrid, direction: Direction = "in-plane",
                   max_distance_mm: float | None = None, bin_mm: float | None = None) -> EdgeResponse:
     """Edge spread function of ``recon`` across the boundary of the sharp truth object ``inside`` (bool mask).
@@ -242,13 +267,11 @@ def edge_response(recon: Any, inside: Any, grid: VolumeGrid, direction: Directio
                   else _checks.positive("max_distance_mm", max_distance_mm, " mm"))
     if half_width < 2 * bin_w:
         raise ValueError(f"max_distance_mm={half_width!r} is not allowed: give at least two bins ({2 * bin_w:g} mm)")
-    dist, normal = _signed_distance(mask, vs)
-    sel = _direction_mask(direction, np.abs(normal[0])) & (np.abs(dist) <= half_width + bin_w / 2)
-    sel &= _clear_of_other_edges(dist, normal, vs, max(bin_w, voxel / 2), half_width / 2)
-    if not sel.any():
+    sel, dist = _edge_voxels(mask, vs, direction, half_width, bin_w, voxel)
+    if not sel.size:
         raise ValueError(f"direction={direction!r} is not allowed for this object: no boundary voxel has its "
                          "normal in that direction")
-    centres, esf = _binned(vol[sel], dist[sel], half_width, bin_w)
+    centres, esf = _binned(vol.reshape(-1)[sel], dist, half_width, bin_w)
     window = min(SG_WINDOW, esf.size - (1 - esf.size % 2))
     lsf = signal.savgol_filter(esf, window, SG_ORDER, deriv=1, delta=bin_w)
     if lsf.sum() < 0:
@@ -256,7 +279,7 @@ def edge_response(recon: Any, inside: Any, grid: VolumeGrid, direction: Directio
     freqs, mtf = mtf_from_lsf(centres, lsf)
     return EdgeResponse(direction=direction, distances=centres, esf=esf, lsf=lsf, fwhm_mm=lsf_fwhm(centres, lsf),
                         freqs=freqs, mtf=mtf, mtf50=mtf_level(freqs, mtf, 0.5), mtf10=mtf_level(freqs, mtf, 0.1),
-                        n_voxels=int(sel.sum()))
+                        n_voxels=int(sel.size))
 
 
 def through_plane_resolution(recon: Any, inside: Any, grid: VolumeGrid, **kwargs: Any) -> float:
