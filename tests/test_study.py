@@ -381,3 +381,45 @@ def test_cli_dataset_generate(tmp_path, capsys):
     tilts = manifest.column("tilt_deg")
     assert len(manifest) == 2 and all(20 <= t <= 40 for t in tilts) and tilts[0] != tilts[1]
     assert "2 samples of siemens_star" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------- trajectory
+def test_limited_angle_ct_has_the_missing_fraction_of_cl_at_equal_tilt(tmp_path):
+    from lamino.studies.metrics.coverage import missing_cone_fraction
+    from lamino.studies.point import build_geometry
+
+    text = TINY.replace("seeds = [0, 1]", "seeds = [0]\ntrajectory = [\"cl\", \"limited-angle\"]")
+    spec = load_spec(_write(tmp_path, text))
+    assert {p["trajectory"] for p in spec.points()} == {"cl", "limited-angle"}
+    for tilt in (20.0, 40.0):
+        point = {**spec.points()[0], "tilt_deg": tilt, "n_views": 360}
+        cl = build_geometry(spec, {**point, "trajectory": "cl"})
+        la = build_geometry(spec, {**point, "trajectory": "limited-angle"})
+        expected = 1 - math.cos(math.radians(tilt))
+        assert missing_cone_fraction(cl) == pytest.approx(expected, abs=0.01)
+        assert missing_cone_fraction(la) == pytest.approx(expected, abs=0.01)
+        rays = np.asarray(la.vectors())[:, 0:3]
+        middle = rays[np.argmax(np.abs(rays[:, 2]))]
+        assert abs(middle[2]) == pytest.approx(1.0, abs=1e-3)           # face-on view: beam along the normal
+        assert np.max(np.abs(rays[:, 0])) < 1e-6                          # rotation axis = sample x
+        arc = np.degrees(np.arccos(np.clip(np.abs(rays[:, 2]), 0, 1))).max() * 2
+        assert arc == pytest.approx(180 * math.cos(math.radians(tilt)), abs=0.1)
+
+
+# ------------------------------------------------------------------------------------------------- gradient
+def test_tilt_gradient_matches_finite_differences(tmp_path):
+    import jax
+    import jax.numpy as jnp
+
+    from lamino.studies.gradient import expected_rmse_function, tilt_gradient
+
+    spec = load_spec(_write(tmp_path))
+    point = {**spec.points()[0], "tilt_deg": 20.3}
+    grad = tilt_gradient(spec, point, coarsen=0)
+    f = jax.jit(expected_rmse_function(spec, point, coarsen=0))
+    h = 0.05
+    fd = (float(f(jnp.float32(20.3 + h))) - float(f(jnp.float32(20.3 - h)))) / (2 * h)
+    assert grad["expected_rmse_per_mm"] == pytest.approx(float(f(jnp.float32(20.3))), rel=1e-5)
+    assert grad["d_expected_rmse_d_tilt_per_deg"] == pytest.approx(fd, rel=0.05)
+    assert abs(fd) > 1e-3                                              # the objective does depend on tilt
+    assert tilt_gradient(spec, {**point, "trajectory": "limited-angle"}) is None

@@ -46,7 +46,7 @@ class PlanResult:
     gradient: dict[str, float] | None = None
 
 
-_CONFIG_KEYS = ("tilt_deg", "n_views", "exposure_s", "kvp", "method")
+_CONFIG_KEYS = ("tilt_deg", "n_views", "exposure_s", "kvp", "method", "trajectory")
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0          # 0.618…: the golden-section ratio
 
 
@@ -116,9 +116,9 @@ def pareto_front(points: list[tuple[float, float]], allowed: list[bool] | None =
 
 
 def recommend(configs: list[Configuration], tolerance: float = 0.02) -> tuple[Configuration | None, str]:
-    """The fastest feasible configuration whose objective is within noise of the best: within one standard
-    deviation of the best mean over the repeats, or ``tolerance`` × |best| with a single repeat (the
-    one-standard-error rule). Returns it and the reason in words."""
+    """The fastest feasible configuration whose objective is within noise of the best: within max(σ, ``tolerance``
+    × |best|) of the best mean, σ the standard deviation of the best configuration's repeats (in the spirit of
+    the one-standard-error rule; the floor covers a single repeat). Returns it and the reason in words."""
     feasible = [c for c in configs if c.feasible and math.isfinite(c.objective_mean)]
     if not feasible:
         return None, ("no configuration meets the constraints" if configs else "the study has no finished points")
@@ -148,13 +148,17 @@ def analyse(store, weights: dict[str, float] | None = None) -> PlanResult:
     ranked = [c for c in configs if c.stage == "grid" and math.isfinite(c.objective_mean)]
     best = max(ranked, key=lambda c: c.objective_mean) if ranked else None
     worst = min(ranked, key=lambda c: c.objective_mean) if ranked else None
-    return PlanResult(tuple(configs), recommended, reason, best, worst, objective_text(weights))
+    gradient = store.read_extra("gradient") if hasattr(store, "read_extra") else None
+    if gradient is not None and (recommended is None or gradient.pop("point", None) != recommended.point):
+        gradient = None                                    # computed for another recommendation
+    return PlanResult(tuple(configs), recommended, reason, best, worst, objective_text(weights), gradient)
 
 
 def golden_section_max(f, lo: float, hi: float, evaluations: int, known: dict[float, float] | None = None,
                        resolution: float = 0.1) -> tuple[float, float]:
-    """Maximise a unimodal ``f`` on [lo, hi] by golden-section search with ``evaluations`` new calls of ``f``
-    (points rounded to ``resolution``; ``known`` values are reused). Returns (argmax, max) over all values."""
+    """Maximise a unimodal ``f`` on [lo, hi] by golden-section search with at most ``evaluations`` new calls of
+    ``f`` (at least 2: the first step probes two points; points are rounded to ``resolution``, ``known`` values
+    reused). Returns (argmax, max) over all values seen."""
     seen = dict(known or {})
 
     def value(x: float) -> float:
@@ -216,7 +220,8 @@ def _describe(c: Configuration) -> str:
     text = f"tilt {p['tilt_deg']:g}°, {p['n_views']} views × {p['exposure_s']:.3g} s"
     if p.get("kvp") is not None:
         text += f" at {p['kvp']:g} kV"
-    return text + f" ({p['method']})"
+    text += f" ({p['method']})"
+    return text + (" by limited-angle CT" if p.get("trajectory") == "limited-angle" else "")
 
 
 def _scan_time(record: dict[str, Any]) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import os
 import platform
 import socket
@@ -23,7 +24,7 @@ from lamino import phantoms
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.recon import reconstruct
 from lamino.simulate import Scanner, simulate
-from lamino.studies.scoring import ScoringInput, score
+from lamino.studies.scoring import DENSE_VIEWS, ScoringInput, score
 from lamino.studies.spec import StudySpec, point_id
 from lamino.studies.store import PointResult, central_slices
 
@@ -41,15 +42,30 @@ def build_scanner(spec: StudySpec, point: dict[str, Any]) -> Scanner:
     return Scanner.preset(spec.scanner["preset"], **overrides)
 
 
+# sample frame of a CT whose axis is the sample's z → sample frame of a flat sample whose CT axis is its x axis
+# and whose normal (z) faces the beam at the middle view: z → x, y → z, x → y
+_LIMITED_ANGLE_FRAME = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
 def build_geometry(spec: StudySpec, point: dict[str, Any], scanner: Scanner | None = None) -> Geometry:
     """The point's geometry: the scanner's detector and distances, the spec's [geometry] keywords, the point's
-    tilt and view count."""
+    tilt and view count.
+
+    ``trajectory = "limited-angle"``: limited-angle CT of the flat sample (the rotation axis along the sample's x
+    axis, in its plane) over an arc of Φ = 180° × cos α centred on the face-on view, so that its missing wedge,
+    a fraction (180° − Φ) / 180° of Fourier directions, equals CL's missing cone 1 − cos α at tilt α."""
     scanner = scanner or build_scanner(spec, point)
     kw = dict(spec.geometry)
-    for key in ("det_shape", "det_spacing"):
+    for key in ("det_shape", "det_spacing", "det_offset"):
         if key in kw and isinstance(kw[key], list):
             kw[key] = tuple(kw[key])
-    return scanner.geometry(float(point["tilt_deg"]), int(point["n_views"]), **kw)
+    tilt, n_views = point["tilt_deg"] * 1.0, int(point["n_views"])       # a traced tilt stays traced
+    if point.get("trajectory", "cl") == "cl":
+        return scanner.geometry(tilt, n_views, **kw)
+    arc = 180.0 * math.cos(math.radians(tilt))
+    ct = scanner.geometry(0.0, n_views, angles_deg=np.linspace(-arc / 2, arc / 2, n_views), **kw)
+    vec = np.asarray(ct.vectors(), float).reshape(n_views, 4, 3) @ _LIMITED_ANGLE_FRAME.T
+    return Geometry.from_vectors(vec.reshape(n_views, 12), ct.det_shape, ct.beam)
 
 
 def study_grid(spec: StudySpec) -> VolumeGrid:
@@ -115,7 +131,8 @@ def evaluate_point(spec: StudySpec, point: dict[str, Any], stage: str = "grid") 
     voxels = _voxels(phantom, key, grid)
     energy = scan.provenance["effective_energy_kev"]
     truth = phantom.attenuation(grid, energy, voxels=voxels)
-    metrics = score(ScoringInput(recon, truth, grid, voxels, phantom, geometry, scanner), spec.metrics)
+    trajectory = build_geometry(spec, {**point, "n_views": DENSE_VIEWS}, scanner)
+    metrics = score(ScoringInput(recon, truth, grid, voxels, phantom, geometry, scanner, trajectory), spec.metrics)
     t_end = time.perf_counter()
     provenance = {
         "geometry": geometry.to_dict(), "scanner": scanner.to_dict(), "grid": grid.to_dict(),

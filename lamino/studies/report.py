@@ -46,8 +46,8 @@ UNITS: dict[str, str] = {
 }
 
 _AXIS_LABELS = {"tilt_deg": "tilt α (°)", "n_views": "views", "exposure_s": "exposure (s)", "kvp": "kVp",
-                "method": "method"}
-_OTHER_AXES = ("exposure_s", "kvp", "method")
+                "method": "method", "trajectory": "trajectory"}
+_OTHER_AXES = ("exposure_s", "kvp", "method", "trajectory")
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:2em auto;max-width:1150px;
@@ -398,7 +398,8 @@ def _pm(mean: float | None, std: float | None) -> str:
 def _describe(c: Configuration) -> str:
     p = c.point
     text = f"tilt {_fmt(p.get('tilt_deg'))}°, {_fmt(p.get('n_views'))} views"
-    return text + (f", {p['method']}" if p.get("method") else "")
+    text += f", {p['method']}" if p.get("method") else ""
+    return text + (", limited-angle CT" if p.get("trajectory") == "limited-angle" else "")
 
 
 def _e(x: Any) -> str:
@@ -423,7 +424,8 @@ def _protocol_table(store: ResultStore, plan: PlanResult) -> str:
     kvp = "— (monochromatic source)" if p.get("kvp") is None else f"{_e(p['kvp'])} kVp"
     rows = [("tilt α", _e(p.get("tilt_deg")) + "°"), ("views", _e(p.get("n_views"))),
             ("exposure per view", _unit(p.get("exposure_s"), "s")), ("tube voltage", kvp),
-            ("reconstruction", _e(p.get("method"))), ("scan time", _unit(c.scan_time_s, "s")),
+            ("reconstruction", _e(p.get("method"))),
+            ("trajectory", _e(p.get("trajectory", "cl"))), ("scan time", _unit(c.scan_time_s, "s")),
             ("objective", html.escape(_pm(c.objective_mean, c.objective_std))),
             ("noise repeats", str(len(c.ids))), ("stage", html.escape(c.stage))]
     for m in _key_metrics(store, plan):
@@ -437,14 +439,14 @@ def _protocol_table(store: ResultStore, plan: PlanResult) -> str:
 
 def _configurations_table(plan: PlanResult) -> str:
     metrics = _metric_names(plan.configurations)
-    head = ["stage", "tilt (°)", "views", "exposure (s)", "kVp", "method", "scan time (s)", "objective",
+    head = ["stage", "tilt (°)", "views", "exposure (s)", "kVp", "method", "trajectory", "scan time (s)", "objective",
             "feasible", "Pareto", "repeats"]
     head += [f"{m} ({metric_unit(m)})" if metric_unit(m) else m for m in metrics]
     rows = [_row([html.escape(h) for h in head], header=True)]
     order = sorted(plan.configurations, key=lambda c: -c.objective_mean if math.isfinite(c.objective_mean) else 1e300)
     for c in order:
         p = c.point
-        cells = [html.escape(c.stage), *(_e(p.get(k)) for k in ("tilt_deg", "n_views", "exposure_s", "kvp", "method")),
+        cells = [html.escape(c.stage), *(_e(p.get(k)) for k in _AXIS_LABELS),
                  _e(c.scan_time_s), html.escape(_pm(c.objective_mean, c.objective_std)), _e(c.feasible),
                  _e(c.pareto), str(len(c.ids))]
         cells += [html.escape(_pm(c.metrics_mean.get(m), c.metrics_std.get(m))) for m in metrics]

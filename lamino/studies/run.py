@@ -162,4 +162,11 @@ def run_study(spec: StudySpec | str, out: str, *, workers: int = 0, dask: str | 
         result = planner.analyse(store)
         if refine and planner.refine_tilt(spec, runner, result):
             result = planner.analyse(store)
+    if spec.gradient and result.recommended is not None and result.gradient is None:
+        from lamino.studies.gradient import tilt_gradient
+
+        gradient = tilt_gradient(spec, result.recommended.point)
+        if gradient is not None:
+            store.write_extra("gradient", {**gradient, "point": result.recommended.point})
+            result = planner.analyse(store)
     return result

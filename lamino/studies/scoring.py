@@ -62,7 +62,9 @@ _CRACK_LABEL_FRACTION = 0.25        # a voxel a quarter covered by a crack belon
 @dataclasses.dataclass(frozen=True, eq=False)
 class ScoringInput:
     """One reconstruction and everything its metrics need: ``recon`` and ``truth`` μ (nz, ny, nx) in 1/mm on
-    ``grid``, the phantom's voxelisation on that grid, the phantom, the acquisition geometry and scanner."""
+    ``grid``, the phantom's voxelisation on that grid, the phantom, the acquisition geometry and scanner, and
+    optionally the same trajectory densely sampled (``trajectory``) for the missing-cone fraction (default:
+    :func:`dense_trajectory` of ``geometry``)."""
 
     recon: np.ndarray
     truth: np.ndarray
@@ -71,6 +73,7 @@ class ScoringInput:
     phantom: Phantom
     geometry: Geometry
     scanner: Any
+    trajectory: Geometry | None = None
 
 
 def applicable(phantom: Phantom) -> tuple[str, ...]:
@@ -109,7 +112,7 @@ def score(data: ScoringInput, names: tuple[str, ...] | None = None) -> dict[str,
     if wanted & {"missing_cone_fraction", "dose_mgy"}:
         from lamino.studies.metrics import coverage
     if "missing_cone_fraction" in wanted:
-        dense = dense_trajectory(data.geometry)
+        dense = data.trajectory or dense_trajectory(data.geometry)
         out["missing_cone_fraction"] = _cached(("cone", dense.to_dict()), coverage.missing_cone_fraction, dense)
     if "scan_time_s" in wanted:
         out["scan_time_s"] = data.scanner.scan_time_s(data.geometry.n_views)
@@ -121,6 +124,7 @@ def score(data: ScoringInput, names: tuple[str, ...] | None = None) -> dict[str,
 
 
 _CACHE: collections.OrderedDict = collections.OrderedDict()
+DENSE_VIEWS = 360                   # views of the dense trajectory whose Fourier coverage is scored
 
 
 def _cached(key, fn, *args):
@@ -134,7 +138,7 @@ def _cached(key, fn, *args):
     return _CACHE[text]
 
 
-def dense_trajectory(geometry: Geometry, n_views: int = 360) -> Geometry:
+def dense_trajectory(geometry: Geometry, n_views: int = DENSE_VIEWS) -> Geometry:
     """The same circular trajectory (tilt, angular range) with ``n_views`` views: its Fourier coverage is that of
     the trajectory, not of the angular sampling (few views leave gaps between their central planes, which
     is view aliasing, not the missing cone). Geometries given by vectors are returned unchanged."""

@@ -12,12 +12,15 @@ Layout (every table but ``[study]``, ``[phantom]``, ``[scanner]`` and ``[sweep]`
     [recon]      method = "fbp" (or a list: then it is a sweep axis), iterations, lam, filter,
                  grid = "auto" | { shape = [nz, ny, nx], voxel_size = 0.04, center = [cz, cy, cx] }
     [sweep]      tilt_deg = [...], n_views = [...], exposure_s = [...], kvp = [...],
+                 trajectory = ["cl", "limited-angle"] (limited-angle CT of the flat sample with the same
+                 missing Fourier fraction as CL at tilt_deg; default "cl"),
                  time_budget_s = 3600 (exposure per view = budget / n_views − readout; not with exposure_s),
                  seeds = [0, 1, 2] or repeats = 3 (noise repeats)
     [metrics]    names = [...] (default: every metric that applies to the phantom)
     [objective]  weights = { crack_dice = 1.0, rmse = -10.0 } (score = Σ weight × metric; negative minimises),
                  constraints = ["crack_dice >= 0.8", "scan_time_s <= 7200"]
-    [planner]    refine = "golden" | "none", refine_evaluations = 4
+    [planner]    refine = "golden" | "none", refine_evaluations = 4 (new tilts probed, ≥ 2),
+                 gradient = false (true: d(expected RMSE)/d(tilt) at the recommendation, lamino.studies.gradient)
 
 Every error names the file, the key and what is allowed. Units: mm, keV, degrees, seconds.
 """
@@ -34,7 +37,8 @@ import re
 import tomllib
 from typing import Any
 
-SWEEP_AXES = ("tilt_deg", "n_views", "exposure_s", "kvp", "method")
+SWEEP_AXES = ("tilt_deg", "n_views", "exposure_s", "kvp", "method", "trajectory")
+TRAJECTORIES = ("cl", "limited-angle")
 _SECTIONS = ("study", "phantom", "scanner", "geometry", "simulate", "recon", "sweep", "metrics", "objective", "planner")
 _SIMULATE_KEYS = ("noise", "blur", "focal_spot", "n_bins", "method", "scatter_spr", "scatter_sigma_mm", "voxel_size",
                   "exact_bins")
@@ -80,6 +84,7 @@ class StudySpec:
     constraints: tuple[Constraint, ...]
     refine: str
     refine_evaluations: int
+    gradient: bool = False
     source: str = ""
     text: str = ""
 
@@ -165,14 +170,15 @@ def parse_spec(data: dict[str, Any], source: str = "<study>", text: str = "") ->
     sweep, seeds, budget = _sweep(data["sweep"], defaults, scanner, recon, err)
     metrics = _metrics(_table(data, "metrics", err), err)
     weights, constraints = _objective(_table(data, "objective", err), err)
-    refine, n_refine = _planner(_table(data, "planner", err), err)
+    refine, n_refine, gradient = _planner(_table(data, "planner", err), err)
     recon.setdefault("grid", "auto")
     _check_grid(recon["grid"], err)
     spec = StudySpec(name=name.strip(), description=str(study.get("description", "")), phantom=phantom,
                      scanner=scanner, geometry=geometry, simulate=simulate, recon=recon, sweep=sweep, seeds=seeds,
                      time_budget_s=budget, metrics=metrics, weights=weights, constraints=constraints, refine=refine,
-                     refine_evaluations=n_refine, source=source, text=text)
+                     refine_evaluations=n_refine, gradient=gradient, source=source, text=text)
     spec.points()                     # a time budget too small for some n_views fails here, naming the file
+    _check_geometry(spec, err)
     return spec
 
 
@@ -250,7 +256,7 @@ def _sweep(table: dict, defaults: dict, scanner: dict, recon: dict, err: _Errors
     from lamino.recon import METHODS
     from lamino.simulate import Scanner
 
-    allowed = (*SWEEP_AXES[:-1], "time_budget_s", "seeds", "repeats")
+    allowed = (*(a for a in SWEEP_AXES if a != "method"), "time_budget_s", "seeds", "repeats")
     _keys(table, allowed, "sweep", err)
     base = Scanner.preset(scanner["preset"], **{k: v for k, v in scanner.items() if k != "preset"})
 
@@ -267,6 +273,8 @@ def _sweep(table: dict, defaults: dict, scanner: dict, recon: dict, err: _Errors
         "kvp": _values(table, "kvp", base.kvp, lambda v: v is None or (number(v) and v > 0),
                        "give tube voltages > 0 kV", err),
     }
+    sweep["trajectory"] = _values(table, "trajectory", "cl", lambda v: v in TRAJECTORIES,
+                                  f"choose from {', '.join(TRAJECTORIES)}", err)
     methods = recon.pop("method", "fbp")
     methods = methods if isinstance(methods, list) else [methods]
     for m in methods:
@@ -335,14 +343,27 @@ def _objective(table: dict, err: _Errors):
 
 
 def _planner(table: dict, err: _Errors):
-    _keys(table, ("refine", "refine_evaluations"), "planner", err)
+    _keys(table, ("refine", "refine_evaluations", "gradient"), "planner", err)
     refine = table.get("refine", "golden")
     if refine not in REFINE:
         err.fail("[planner] refine", f"= {refine!r}", f"choose one of {', '.join(REFINE)}")
     n = table.get("refine_evaluations", 4)
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 50:
-        err.fail("[planner] refine_evaluations", f"= {n!r}", "give an integer in 1…50")
-    return refine, n
+    if not isinstance(n, int) or isinstance(n, bool) or not 2 <= n <= 50:
+        err.fail("[planner] refine_evaluations", f"= {n!r}", "give an integer in 2…50 (the first step probes 2 tilts)")
+    gradient = table.get("gradient", False)
+    if not isinstance(gradient, bool):
+        err.fail("[planner] gradient", f"= {gradient!r}", "give true or false")
+    return refine, n, gradient
+
+
+def _check_geometry(spec: StudySpec, err: _Errors) -> None:
+    """Build the first point's geometry, so a bad [geometry] key or value fails now, naming the table."""
+    from lamino.studies.point import build_geometry
+
+    try:
+        build_geometry(spec, spec.points()[0])
+    except (TypeError, ValueError) as exc:
+        err.fail("[geometry]", f"({exc})", "give Geometry keywords: sod, sdd, det_shape, det_spacing, cor_offset, …")
 
 
 def _check_grid(grid: Any, err: _Errors) -> None:

@@ -29,7 +29,7 @@ from lamino.io import atomic_write
 from lamino.studies.spec import StudySpec, parse_spec
 
 SLICES = ("xy", "xz", "yz")
-_POINT_KEYS = ("tilt_deg", "n_views", "exposure_s", "kvp", "method", "seed")
+_POINT_KEYS = ("tilt_deg", "n_views", "exposure_s", "kvp", "method", "trajectory", "seed")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -152,6 +152,20 @@ class ResultStore:
         """{"recon": {"xy", "xz", "yz"}, "truth": {...}} of one point (μ, 1/mm)."""
         with h5py.File(self._file(point_id), "r") as f:
             return {g: {n: f[f"{g}/{n}"][()] for n in SLICES} for g in ("recon", "truth")}
+
+    def write_extra(self, name: str, value: dict[str, Any]) -> str:
+        """Keep a small JSON document ``<name>.json`` beside the points (e.g. the planner's tilt gradient)."""
+        path = os.path.join(self.path, f"{name}.json")
+        with atomic_write(path, ".json") as tmp, open(tmp, "w") as f:
+            json.dump(value, f, indent=1, default=_json_default)
+        return path
+
+    def read_extra(self, name: str) -> dict[str, Any] | None:
+        path = os.path.join(self.path, f"{name}.json")
+        if not os.path.isfile(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
 
     def write_summary(self) -> str:
         """``summary.csv``: one row per finished point, its sweep values, metrics and seconds."""
