@@ -299,6 +299,22 @@ class Geometry:
         rows, cols = self.det_shape
         return np.stack([b + (rows - 1) / 2, a + (cols - 1) / 2], axis=-1)
 
+    def field_of_view(self, grid: VolumeGrid, margin: float = 1.0) -> np.ndarray:
+        """Voxels (nz, ny, nx) bool whose centres project at least ``margin`` pixels inside the detector in every
+        view: the region the scan measures completely (CL of a wide flat sample is truncated outside it)."""
+        rows, cols = self.det_shape
+        z, y, x = (grid.axis(k) for k in range(3))
+        yy, xx = np.meshgrid(y, x, indexing="ij")
+        out = np.empty(grid.shape, bool)
+        for k, zk in enumerate(z):
+            pts = np.stack([xx.ravel(), yy.ravel(), np.full(xx.size, zk)], axis=-1)
+            rc = self.project_points(pts)
+            with np.errstate(invalid="ignore"):
+                ok = ((rc[..., 0] >= margin - 0.5) & (rc[..., 0] <= rows - 0.5 - margin)
+                      & (rc[..., 1] >= margin - 0.5) & (rc[..., 1] <= cols - 0.5 - margin))
+            out[k] = np.all(ok, axis=0).reshape(yy.shape)
+        return out
+
     def truncation(self, grid: VolumeGrid) -> float:
         """Fraction of (view, grid-corner) projections that fall outside the detector (0 = never truncated)."""
         rc = self.project_points(grid.corners())

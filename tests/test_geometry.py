@@ -141,3 +141,16 @@ def test_grid_axes_and_fit():
 def test_bad_input_names_the_parameter(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_field_of_view_is_the_region_every_view_sees():
+    from lamino.geometry import Geometry, VolumeGrid
+
+    g = Geometry.parallel(tilt_deg=0, n_views=36, det_shape=(10, 20), det_spacing=1.0)
+    fov = g.field_of_view(VolumeGrid((12, 30, 30), 1.0))
+    # CT: rows cover |z| ≤ 5 − margin 1 − 0.5 → 8 central slices; columns a disc of radius ≈ 9
+    assert list(fov.sum(axis=(1, 2)) > 0) == [False] * 2 + [True] * 8 + [False] * 2
+    assert fov[5].sum() == pytest.approx(np.pi * 9**2, rel=0.03)
+    cl = Geometry.parallel(tilt_deg=30, n_views=36, det_shape=(10, 20), det_spacing=1.0).field_of_view(
+        VolumeGrid((12, 30, 30), 1.0))
+    assert cl.sum() < fov.sum()                          # a tilted axis sweeps slices over more rows

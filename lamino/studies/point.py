@@ -79,6 +79,22 @@ def study_grid(spec: StudySpec) -> VolumeGrid:
     return VolumeGrid(tuple(g["shape"]), g["voxel_size"], tuple(g.get("center", (0.0, 0.0, 0.0))))
 
 
+def scoring_region(spec: StudySpec, grid: VolumeGrid) -> np.ndarray:
+    """Voxels that every trajectory of the sweep (each tilt and trajectory) measures completely, so all points
+    are scored on the same region (a wide flat sample in CL is truncated at the detector's edges, differently
+    at each tilt). Views are sampled every 5°, with a one-pixel margin."""
+    key = f"region:{spec.fingerprint}:{json.dumps(spec.axes(), sort_keys=True)}"
+    if key not in _CACHE:
+        region = np.ones(grid.shape, bool)
+        base = spec.points()[0]
+        for tilt in spec.sweep["tilt_deg"]:
+            for trajectory in spec.sweep["trajectory"]:
+                g = build_geometry(spec, {**base, "tilt_deg": tilt, "trajectory": trajectory, "n_views": 72})
+                region &= g.field_of_view(grid)
+        _CACHE[key] = region
+    return _CACHE[key]
+
+
 def _phantom(spec: StudySpec):
     key = "phantom:" + json.dumps(spec.phantom, sort_keys=True)
     if key not in _CACHE:
@@ -112,7 +128,7 @@ def evaluate_point(spec: StudySpec, point: dict[str, Any], stage: str = "grid") 
     """Simulate, reconstruct and score one point of ``spec`` (tilt_deg, n_views, exposure_s, kvp, method,
     seed). Deterministic: the same point gives the same numbers in any process."""
     t0 = time.perf_counter()
-    phantom, key = _phantom(spec)
+    phantom, key = _phantom(spec)                       # first: a new study clears the caches
     scanner = build_scanner(spec, point)
     geometry = build_geometry(spec, point, scanner)
     grid = study_grid(spec)
@@ -132,7 +148,9 @@ def evaluate_point(spec: StudySpec, point: dict[str, Any], stage: str = "grid") 
     energy = scan.provenance["effective_energy_kev"]
     truth = phantom.attenuation(grid, energy, voxels=voxels)
     trajectory = build_geometry(spec, {**point, "n_views": DENSE_VIEWS}, scanner)
-    metrics = score(ScoringInput(recon, truth, grid, voxels, phantom, geometry, scanner, trajectory), spec.metrics)
+    region = scoring_region(spec, grid)
+    metrics = score(ScoringInput(recon, truth, grid, voxels, phantom, geometry, scanner, trajectory, region),
+                    spec.metrics)
     t_end = time.perf_counter()
     provenance = {
         "geometry": geometry.to_dict(), "scanner": scanner.to_dict(), "grid": grid.to_dict(),

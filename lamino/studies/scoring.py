@@ -4,7 +4,7 @@
 phantom (crack metrics need ``params["cracks"]``, star metrics the Siemens star); :func:`score` computes a
 selection. The formulas live in :mod:`lamino.studies.metrics`.
 
-Regions used:
+Regions used (each restricted to ``region``, the voxels every view of the study sees, when one is given):
 
 - *object*: voxels whose truth μ is at least half the 99.5th percentile of μ (the densest material's body,
   e.g. the pellet or the star's spokes) — its boundary gives the edge spread and the MTF;
@@ -64,7 +64,8 @@ class ScoringInput:
     """One reconstruction and everything its metrics need: ``recon`` and ``truth`` μ (nz, ny, nx) in 1/mm on
     ``grid``, the phantom's voxelisation on that grid, the phantom, the acquisition geometry and scanner, and
     optionally the same trajectory densely sampled (``trajectory``) for the missing-cone fraction (default:
-    :func:`dense_trajectory` of ``geometry``)."""
+    :func:`dense_trajectory` of ``geometry``) and the ``region`` (bool) where image metrics are scored (default:
+    everywhere; a study passes the voxels that every one of its geometries sees completely)."""
 
     recon: np.ndarray
     truth: np.ndarray
@@ -74,6 +75,7 @@ class ScoringInput:
     geometry: Geometry
     scanner: Any
     trajectory: Geometry | None = None
+    region: np.ndarray | None = None
 
 
 def applicable(phantom: Phantom) -> tuple[str, ...]:
@@ -98,17 +100,20 @@ def score(data: ScoringInput, names: tuple[str, ...] | None = None) -> dict[str,
     from lamino.studies.metrics import image
 
     recon, truth = np.asarray(data.recon, np.float32), np.asarray(data.truth, np.float32)
+    region = np.ones(recon.shape, bool) if data.region is None else np.asarray(data.region, bool)
+    if not region.any():
+        raise ValueError("region is empty: no voxel is seen by every view (enlarge the detector or shrink the grid)")
     if wanted & {"rmse", "nrmse", "psnr", "ssim"}:
-        out.update(rmse=image.rmse(recon, truth), nrmse=image.nrmse(recon, truth), psnr=image.psnr(recon, truth),
-                   ssim=image.ssim(recon, truth))
+        out.update(rmse=image.rmse(recon, truth, region), nrmse=image.nrmse(recon, truth, region),
+                   psnr=image.psnr(recon, truth, region), ssim=image.ssim(recon, truth, region))
     if wanted & {"cnr", "noise_std"}:
-        out.update(_uniform_metrics(recon, data.voxels))
+        out.update(_uniform_metrics(recon, data.voxels, region))
     if wanted & set(_EDGE):
-        out.update(_edge_metrics(recon, truth, data.grid))
+        out.update(_edge_metrics(recon, truth, data.grid, region))
     if wanted & set(_STAR):
         out.update(_star_metrics(recon, truth, data.grid, data.phantom))
     if wanted & set(_CRACK):
-        out.update(_crack_metrics(recon, data.voxels, data.phantom))
+        out.update(_crack_metrics(recon, data.voxels, data.phantom, region))
     if wanted & {"missing_cone_fraction", "dose_mgy"}:
         from lamino.studies.metrics import coverage
     if "missing_cone_fraction" in wanted:
@@ -163,13 +168,14 @@ def _pure(voxels: Voxelized, margin: int = 2) -> dict[str, np.ndarray]:
     return out
 
 
-def _uniform_metrics(recon: np.ndarray, voxels: Voxelized) -> dict[str, float]:
+def _uniform_metrics(recon: np.ndarray, voxels: Voxelized, region: np.ndarray) -> dict[str, float]:
     """Noise in the largest pure region and CNR between the two largest pure regions ("empty" counts as one)."""
     from lamino.studies.metrics import image
 
     regions = _pure(voxels)
     total = sum(voxels.fractions.values()) if voxels.fractions else np.zeros(recon.shape, np.float32)
     regions["(empty)"] = ndimage.binary_erosion(total <= 0.01, iterations=2)
+    regions = {name: m & region for name, m in regions.items()}
     ranked = sorted(((int(m.sum()), name, m) for name, m in regions.items()), key=lambda t: -t[0])
     ranked = [r for r in ranked if r[0] >= 8]
     solid = [r for r in ranked if r[1] != "(empty)"]
@@ -183,7 +189,7 @@ def _object_mask(truth: np.ndarray) -> np.ndarray:
     return truth >= 0.5 * top if top > 0 else np.zeros(truth.shape, bool)
 
 
-def _edge_metrics(recon: np.ndarray, truth: np.ndarray, grid: VolumeGrid) -> dict[str, float]:
+def _edge_metrics(recon: np.ndarray, truth: np.ndarray, grid: VolumeGrid, region: np.ndarray) -> dict[str, float]:
     from lamino.studies.metrics import resolution
 
     inside = _object_mask(truth)
@@ -192,7 +198,7 @@ def _edge_metrics(recon: np.ndarray, truth: np.ndarray, grid: VolumeGrid) -> dic
         return out
     for direction, key in (("in-plane", "in_plane_fwhm_mm"), ("through-plane", "through_plane_fwhm_mm")):
         try:
-            edge = resolution.edge_response(recon, inside, grid, direction=direction)
+            edge = resolution.edge_response(recon, inside, grid, direction=direction, mask=region)
         except ValueError:              # no edge of that orientation in this object
             continue
         out[key] = edge.fwhm_mm
@@ -216,18 +222,20 @@ def _star_metrics(recon: np.ndarray, truth: np.ndarray, grid: VolumeGrid, phanto
     return {"star_limit_lp_mm": star.limit_lp_mm, "star_isotropy": star.isotropy}
 
 
-def _crack_metrics(recon: np.ndarray, voxels: Voxelized, phantom: Phantom) -> dict[str, float]:
+def _crack_metrics(recon: np.ndarray, voxels: Voxelized, phantom: Phantom, region: np.ndarray) -> dict[str, float]:
     from lamino.studies.metrics import cracks as crack_metrics
 
     cracks = phantom.params["cracks"]
     frac = voxels.label_fractions
-    masks = {c["label"]: frac[c["label"]] >= _CRACK_LABEL_FRACTION for c in cracks}
-    region = voxels.labels.get("pellet", np.zeros(recon.shape, bool)).copy()
+    masks = {c["label"]: (frac[c["label"]] >= _CRACK_LABEL_FRACTION) & region for c in cracks}
+    pellet = voxels.labels.get("pellet", np.zeros(recon.shape, bool)).copy()
     for m in masks.values():
-        region |= m
+        pellet |= m
     pores = frac["pore"] >= 0.5 if "pore" in frac else None
     if pores is not None:
-        region |= pores
+        pellet |= pores
+    pellet &= region
     matrix = voxels.labels.get("pellet")
+    matrix = matrix & region if matrix is not None else None
     matrix_mu = float(np.median(recon[matrix])) if matrix is not None and matrix.any() else None
-    return crack_metrics.score_cracks(recon, masks, cracks, region, exclude=pores, matrix_mu=matrix_mu)
+    return crack_metrics.score_cracks(recon, masks, cracks, pellet, exclude=pores, matrix_mu=matrix_mu)

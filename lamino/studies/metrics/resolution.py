@@ -241,7 +241,7 @@ def _edge_voxels(mask: NDArray[np.bool_], vs: NDArray[np.float64], direction: st
 
 
 def edge_response(recon: Any, inside: Any, grid: VolumeGrid, direction: Direction = "in-plane",
-                  max_distance_mm: float | None = None, bin_mm: float | None = None) -> EdgeResponse:
+                  max_distance_mm: float | None = None, bin_mm: float | None = None, mask: Any = None) -> EdgeResponse:
     """Edge spread function of ``recon`` across the boundary of the sharp truth object ``inside`` (bool mask).
 
     Voxels within ``max_distance_mm`` of the boundary whose boundary normal lies within 30° of the xy plane
@@ -253,10 +253,12 @@ def edge_response(recon: Any, inside: Any, grid: VolumeGrid, direction: Directio
     which removes the bin-to-bin jitter that the mask's voxel staircase leaves in a 4×-oversampled ESF while
     keeping peak shapes (Gaussian test cases: FWHM and MTF50 within ~4 % for σ ≥ 1 voxel). FWHM by
     :func:`lsf_fwhm`; MTF by :func:`mtf_from_lsf` (no window: noisy ESFs give noisy MTFs). A Gaussian blur of σ
-    gives FWHM = 2.3548 σ and MTF(f) = exp(−2π²σ²f²), MTF50 = √(ln 2 / 2) / (πσ).
+    gives FWHM = 2.3548 σ and MTF(f) = exp(−2π²σ²f²), MTF50 = √(ln 2 / 2) / (πσ). ``mask`` (bool) keeps only
+    the voxels it marks (e.g. the region every view sees).
     """
     grid = _grid(grid)
     vol = _volume("recon", recon, grid)
+    keep = None if mask is None else _mask("mask", mask, grid)
     mask = _mask("inside", inside, grid)
     if direction not in DIRECTIONS:
         raise ValueError(f"direction={direction!r} is not allowed: give one of {', '.join(DIRECTIONS)}")
@@ -268,6 +270,9 @@ def edge_response(recon: Any, inside: Any, grid: VolumeGrid, direction: Directio
     if half_width < 2 * bin_w:
         raise ValueError(f"max_distance_mm={half_width!r} is not allowed: give at least two bins ({2 * bin_w:g} mm)")
     sel, dist = _edge_voxels(mask, vs, direction, half_width, bin_w, voxel)
+    if keep is not None:
+        chosen = keep.reshape(-1)[sel]
+        sel, dist = sel[chosen], dist[chosen]
     if not sel.size:
         raise ValueError(f"direction={direction!r} is not allowed for this object: no boundary voxel has its "
                          "normal in that direction")

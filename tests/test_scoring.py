@@ -1,0 +1,70 @@
+"""Study scoring: which metrics apply, the scoring region, perfect reconstructions, cached geometry metrics."""
+
+import math
+
+import numpy as np
+import pytest
+
+from lamino import phantoms
+from lamino.geometry import Geometry, VolumeGrid
+from lamino.simulate import Scanner
+from lamino.studies.scoring import METRICS, ScoringInput, applicable, dense_trajectory, score
+
+
+@pytest.fixture(scope="module")
+def star():
+    ph = phantoms.get("siemens_star", n_spokes=8, radius_mm=0.3, thickness_mm=0.05, substrate_thickness_mm=0.05,
+                      arc_points=2, label_sectors=4)
+    grid = VolumeGrid((8, 24, 24), 0.03)
+    vox = ph.voxelize(grid)
+    truth = ph.attenuation(grid, 30.0, voxels=vox)
+    geometry = Geometry.parallel(tilt_deg=30, n_views=12, det_shape=(16, 32), det_spacing=0.03)
+    scanner = Scanner.preset("esrf_id19", energy_kev=30.0, exposure_s=0.001)
+    return ph, grid, vox, truth, geometry, scanner
+
+
+def test_applicable_metrics_follow_the_phantom():
+    star_names = applicable(phantoms.get("siemens_star"))
+    assert "star_limit_lp_mm" in star_names and "crack_dice" not in star_names
+    pellet = applicable(phantoms.get("ssb_pellet"))
+    assert "crack_detection_vertical" in pellet and "star_isotropy" not in pellet
+    assert set(pellet) | set(star_names) == set(METRICS)
+
+
+def test_perfect_reconstruction_scores_perfectly(star):
+    ph, grid, vox, truth, geometry, scanner = star
+    m = score(ScoringInput(truth, truth, grid, vox, ph, geometry, scanner))
+    assert m["rmse"] == 0 and m["nrmse"] == 0 and math.isinf(m["psnr"]) and m["ssim"] == pytest.approx(1.0)
+    assert m["star_isotropy"] == pytest.approx(1.0, abs=1e-6)
+    assert m["scan_time_s"] == pytest.approx(12 * (0.001 + scanner.readout_s))
+    assert m["missing_cone_fraction"] == pytest.approx(1 - math.cos(math.radians(30)), abs=0.01)
+    # dose is linear in the view count (computed once per view)
+    m24 = score(ScoringInput(truth, truth, grid, vox, ph, geometry.replace(angles_deg=tuple(range(0, 360, 15))),
+                             scanner), ("dose_mgy",))
+    assert m24["dose_mgy"] == pytest.approx(2 * m["dose_mgy"], rel=1e-9)
+
+
+def test_region_limits_image_metrics(star):
+    ph, grid, vox, truth, geometry, scanner = star
+    region = np.zeros(grid.shape, bool)
+    region[:, 6:18, 6:18] = True
+    recon = truth.copy()
+    recon[~region] += 1.0                                # errors only where the region does not look
+    inside = score(ScoringInput(recon, truth, grid, vox, ph, geometry, scanner, region=region), ("rmse", "ssim"))
+    everywhere = score(ScoringInput(recon, truth, grid, vox, ph, geometry, scanner), ("rmse",))
+    assert inside["rmse"] == 0.0
+    assert everywhere["rmse"] == pytest.approx(math.sqrt(np.mean(~region)), rel=1e-5)
+    with pytest.raises(ValueError, match="region is empty"):
+        score(ScoringInput(recon, truth, grid, vox, ph, geometry, scanner, region=~np.ones_like(region)), ("rmse",))
+    with pytest.raises(ValueError, match="metric 'sharpness' is not allowed"):
+        score(ScoringInput(recon, truth, grid, vox, ph, geometry, scanner), ("sharpness",))
+
+
+def test_dense_trajectory_keeps_range_and_tilt():
+    g = Geometry.parallel(tilt_deg=25, n_views=8, det_shape=(4, 4), det_spacing=1.0)
+    d = dense_trajectory(g)
+    assert d.n_views == 360 and d.tilt_deg == 25
+    assert d.angles_deg[0] == 0 and d.angles_deg[-1] == pytest.approx(359.0)
+    la = Geometry.parallel(tilt_deg=0, n_views=5, det_shape=(4, 4), det_spacing=1.0, angles_deg=[-60, -30, 0, 30, 60])
+    dl = dense_trajectory(la)
+    assert dl.angles_deg[0] == -60 and dl.angles_deg[-1] == 60
