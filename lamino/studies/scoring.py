@@ -19,6 +19,7 @@ import collections
 import dataclasses
 import json
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -216,9 +217,13 @@ def _star_metrics(recon: np.ndarray, truth: np.ndarray, grid: VolumeGrid, phanto
         grid = VolumeGrid((grid.shape[1], grid.shape[0], grid.shape[2]),
                           (grid.voxel_size[1], grid.voxel_size[0], grid.voxel_size[2]),
                           (-grid.center[1], grid.center[0], grid.center[2]))
-    star = resolution.star_resolution(recon, truth, grid, center_mm=(0.0, 0.0, p["thickness_mm"] / 2),
-                                      n_spokes=p["n_spokes"], radius_mm=p["radius_mm"],
-                                      thickness_mm=p["thickness_mm"], sectors=p.get("label_sectors", 8))
+    try:
+        star = resolution.star_resolution(recon, truth, grid, center_mm=(0.0, 0.0, p["thickness_mm"] / 2),
+                                          n_spokes=p["n_spokes"], radius_mm=p["radius_mm"],
+                                          thickness_mm=p["thickness_mm"], sectors=p.get("label_sectors", 8))
+    except ValueError as exc:          # e.g. spokes finer than the grid, or a star thinner than its voxelisation
+        warnings.warn(f"Siemens-star metrics are NaN: {exc}", stacklevel=2)
+        return dict.fromkeys(_STAR, math.nan)
     return {"star_limit_lp_mm": star.limit_lp_mm, "star_isotropy": star.isotropy}
 
 

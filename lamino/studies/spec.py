@@ -67,7 +67,9 @@ class Constraint:
 @dataclasses.dataclass(frozen=True, eq=False)
 class StudySpec:
     """A validated study. ``points()`` lists the grid of the sweep; ``fingerprint`` identifies what every point
-    shares (all but the sweep, metrics, objective and planner), so a results store knows its study."""
+    shares (all but the view counts, exposures, voltages, methods, seeds, metrics, objective and planner), so a
+    results store knows its study. The swept tilts and trajectories are part of it: together they fix the
+    region every point is scored on (:func:`lamino.studies.point.scoring_region`)."""
 
     name: str
     description: str
@@ -92,7 +94,8 @@ class StudySpec:
     def fingerprint(self) -> str:
         shared = dict(phantom=self.phantom, scanner=self.scanner, geometry=self.geometry, simulate=self.simulate,
                       recon={k: v for k, v in self.recon.items() if k != "method"},
-                      time_budget_s=self.time_budget_s)
+                      time_budget_s=self.time_budget_s, tilt_deg=sorted(self.sweep["tilt_deg"]),
+                      trajectory=sorted(self.sweep["trajectory"]))
         return hashlib.sha1(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
