@@ -1,8 +1,9 @@
-"""The ``lamino`` command. Sub-commands arrive with their issues; ``demo`` is the end-to-end projector demo."""
+"""The ``lamino`` command: demo, phantom, scanners, simulate, recon, study, plan, dataset and bench."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -445,7 +446,53 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True, help="dataset folder (rerun to resume)")
     gen.add_argument("--overwrite", action="store_true", help="delete an existing dataset in --out first")
     gen.set_defaults(func=_dataset_generate)
+    bench = sub.add_parser("bench", help="time the projector and FBP on this machine (GUPS)")
+    bench.add_argument("--size", type=int, default=128, help="grid size n of the n³ volume (default 128)")
+    bench.add_argument("--views", type=int, default=180, help="number of views (default 180)")
+    bench.add_argument("--tilt", type=float, default=30.0, help="tilt in degrees (default 30)")
+    bench.add_argument("--beam", choices=["parallel", "cone"], default="parallel")
+    bench.add_argument("--repeats", type=int, default=3, help="timed repeats after a warm-up (default 3)")
+    bench.set_defaults(func=_bench)
     return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """Throughput of the projector and FBP on this machine (GUPS = voxels × views / s / 1e9, after compiling)."""
+    import jax
+    import numpy as np
+
+    from lamino.geometry import Geometry, VolumeGrid
+    from lamino.projector import Projector
+    from lamino.recon import fbp
+
+    if args.size < 8 or args.views < 2:
+        raise ValueError(f"--size {args.size} / --views {args.views} are not allowed: give a size ≥ 8 and ≥ 2 views")
+    n, v = args.size, args.views
+    grid = VolumeGrid((n, n, n), 1.0)
+    kw = dict(tilt_deg=args.tilt, n_views=v, det_shape=(n, int(n * 1.5)))
+    if args.beam == "cone":                                  # magnification 2: one pixel per voxel at the object
+        g = Geometry.cone(sod=20.0 * n, sdd=40.0 * n, det_spacing=2.0, **kw)
+    else:
+        g = Geometry.parallel(det_spacing=1.0, **kw)
+    P = Projector(g, grid)
+    vol = np.random.default_rng(0).random(grid.shape, np.float32)
+    proj = np.asarray(P.forward(vol))
+    rows = []
+    for name, fn in (("forward", lambda: P.forward(vol)), ("adjoint", lambda: P.adjoint(proj)),
+                     ("backproject", lambda: P.backproject(proj)), ("fbp", lambda: fbp(proj, g, grid))):
+        jax.block_until_ready(fn())
+        best = math.inf
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            best = min(best, time.perf_counter() - t0)
+        rows.append((name, best, n**3 * v / best / 1e9))
+    device = jax.devices()[0]
+    print(f"{args.beam} beam, tilt {args.tilt:g}°, {n}³ voxels × {v} views, {len(jax.devices())} × "
+          f"{device.platform} ({device.device_kind})")
+    for name, seconds, gups in rows:
+        print(f"  {name:12s} {seconds:8.3f} s  {gups:7.3f} GUPS")
+    return 0
 
 
 def _backend_args(p: argparse.ArgumentParser) -> None:

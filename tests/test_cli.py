@@ -123,3 +123,11 @@ def test_recon_bad_input_is_one_line_error(extra, message, tmp_path, capsys, mon
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_prints_throughput(capsys):
+    assert main(["bench", "--size", "16", "--views", "4", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "16³ voxels × 4 views" in out
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["forward", "adjoint", "backproject", "fbp"]
+    assert main(["bench", "--size", "4"]) == 2
