@@ -124,6 +124,8 @@ def test_time_budget_sets_exposure_per_view(tmp_path):
     (("weights = { ssim = 1.0 }", "weights = { sharpness = 1.0 }"), ["[objective] weights", "sharpness", "crack_dice"]),
     (("weights = { ssim = 1.0 }", "constraints = [\"ssim >> 2\"]"), ["[objective] constraints", "ssim >> 2"]),
     (("refine = \"none\"", "refine = \"bayes\""), ["[planner] refine", "golden"]),
+    (("weights = { ssim = 1.0 }", "weights = { crack_dice = 1.0 }"), ["[objective] weights", "crack_dice",
+                                                                       "siemens_star", "star_isotropy"]),
     (("[simulate]\nn_bins = 1", "[simulate]\nbins = 1"), ["[simulate] bins", "n_bins"]),
     (("seeds = [0, 1]", "seeds = [0, 1]\nexposure_s = [1.0]\ntime_budget_s = 10"), ["time_budget_s", "exposure_s"]),
     ((("seeds = [0, 1]", "seeds = [0, 1]\ntime_budget_s = 0.05\n"), ("exposure_s = 0.0005", "readout_s = 0.01")),

@@ -176,6 +176,7 @@ def parse_spec(data: dict[str, Any], source: str = "<study>", text: str = "") ->
     refine, n_refine, gradient = _planner(_table(data, "planner", err), err)
     recon.setdefault("grid", "auto")
     _check_grid(recon["grid"], err)
+    _check_objective_metrics(phantom, metrics, weights, constraints, err)
     spec = StudySpec(name=name.strip(), description=str(study.get("description", "")), phantom=phantom,
                      scanner=scanner, geometry=geometry, simulate=simulate, recon=recon, sweep=sweep, seeds=seeds,
                      time_budget_s=budget, metrics=metrics, weights=weights, constraints=constraints, refine=refine,
@@ -343,6 +344,22 @@ def _objective(table: dict, err: _Errors):
             err.fail("[objective] constraints", f"metric {m.group(1)!r}", f"choose from {', '.join(METRICS)}")
         constraints.append(Constraint(m.group(1), m.group(2), float(m.group(3))))
     return {k: float(v) for k, v in weights.items()}, tuple(constraints)
+
+
+def _check_objective_metrics(phantom: dict, metrics, weights: dict, constraints, err: _Errors) -> None:
+    """Weighted and constrained metrics must be computed for this phantom (crack metrics need cracks, star
+    metrics the Siemens star) and be among [metrics] names when those are given."""
+    from lamino import phantoms
+    from lamino.studies.scoring import applicable
+
+    available = set(applicable(phantoms.get(phantom["name"], seed=phantom["seed"], **phantom["params"])))
+    if metrics is not None:
+        available &= set(metrics)
+    for key, names in (("weights", list(weights)), ("constraints", [c.metric for c in constraints])):
+        for name in names:
+            if name not in available and not (key == "constraints" and name == "scan_time_s"):
+                err.fail(f"[objective] {key}", f"metric {name!r}", f"use metrics computed for {phantom['name']!r}"
+                         f" ({', '.join(sorted(available))})")
 
 
 def _planner(table: dict, err: _Errors):
