@@ -425,3 +425,32 @@ def test_tilt_gradient_matches_finite_differences(tmp_path):
     assert grad["d_expected_rmse_d_tilt_per_deg"] == pytest.approx(fd, rel=0.05)
     assert abs(fd) > 1e-3                                              # the objective does depend on tilt
     assert tilt_gradient(spec, {**point, "trajectory": "limited-angle"}) is None
+
+
+def test_planner_gradient_is_stored_printed_and_reported(reference, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import lamino.studies.gradient as gradient_module
+
+    spec, store, _, _, _ = reference
+    out = tmp_path / "copy"
+    shutil.copytree(store.path, out)
+    calls = []
+
+    def fake(spec_, point, **kw):
+        calls.append(point)
+        return {"tilt_deg": float(point["tilt_deg"]), "expected_rmse_per_mm": 0.5,
+                "d_expected_rmse_d_tilt_per_deg": -0.01}
+
+    monkeypatch.setattr(gradient_module, "tilt_gradient", fake)
+    path = _write(tmp_path, TINY.replace("refine = \"none\"", "refine = \"none\"\ngradient = true"), "grad.toml")
+    result = run_study(load_spec(path), str(out), progress=False)
+    assert len(calls) == 1 and calls[0] == result.recommended.point
+    assert result.gradient == {"tilt_deg": float(calls[0]["tilt_deg"]), "expected_rmse_per_mm": 0.5,
+                               "d_expected_rmse_d_tilt_per_deg": -0.01}
+    again = planner.analyse(ResultStore.open(str(out)))                 # read back from gradient.json
+    assert again.gradient == result.gradient
+    assert main(["study", "report", str(out), "--out", str(tmp_path / "rep")]) == 0
+    assert "d_expected_rmse_d_tilt_per_deg" in (tmp_path / "rep" / "index.html").read_text()
+    assert main(["plan", path, "--out", str(out), "--report", str(tmp_path / "rep2")]) == 0
+    assert "gradient: tilt_deg" in capsys.readouterr().out and len(calls) == 1      # not recomputed
