@@ -183,7 +183,9 @@ class Projector:
         self._check(vol, self.vol_shape, "volume")
         if self._shards is None or isinstance(vol, jax.core.Tracer):
             return forward_project(vol, self._vectors, self._plan, self.grid, self.geometry.det_shape)
-        outs = [fns[0](jax.device_put(jnp.asarray(vol, jnp.float32), dev), vec) for dev, vec, fns in self._shards]
+        vol = jnp.asarray(vol, jnp.float32)
+        inputs = [jax.device_put(vol, dev) for dev, _, _ in self._shards]     # all copies before any compute
+        outs = [fns[0](x, vec) for x, (_, vec, fns) in zip(inputs, self._shards, strict=True)]
         return _gather(outs, concat=True)
 
     def adjoint(self, proj):
@@ -211,11 +213,13 @@ class Projector:
             fn = (adjoint_project, backproject)[which - 1]
             return fn(proj, self._vectors, self._plan, self.grid, self.geometry.det_shape)
         proj = np.asarray(proj, dtype=np.float32) if not isinstance(proj, jax.Array) else proj
-        outs, start = [], 0
-        for dev, vec, fns in self._shards:
-            n = vec.shape[0]
-            outs.append(fns[which](jax.device_put(proj[start:start + n], dev), vec))
-            start += n
+        # slice and place every shard's views before launching any shard: a slice of a device array queued
+        # behind a running shard on that device would serialise the devices
+        inputs, start = [], 0
+        for dev, vec, _ in self._shards:
+            inputs.append(jax.device_put(proj[start:start + vec.shape[0]], dev))
+            start += vec.shape[0]
+        outs = [fns[which](x, vec) for x, (_, vec, fns) in zip(inputs, self._shards, strict=True)]
         return _gather(outs, concat=False)
 
 
