@@ -301,18 +301,45 @@ class Geometry:
 
     def field_of_view(self, grid: VolumeGrid, margin: float = 1.0) -> np.ndarray:
         """Voxels (nz, ny, nx) bool whose centres project at least ``margin`` pixels inside the detector in every
-        view: the region the scan measures completely (CL of a wide flat sample is truncated outside it)."""
+        view: the region the scan measures completely (CL of a wide flat sample is truncated outside it).
+
+        Same projection as :meth:`project_points`, written per view as a ratio of linear forms of the point
+        (detector coordinate = c₀ + λ·(linear form), λ the ray parameter), evaluated slice by slice."""
+        vec = np.asarray(self.vectors(), dtype=float)
+        first, d, u, v = vec[:, 0:3], vec[:, 3:6], vec[:, 6:9], vec[:, 9:12]
+        normal = np.cross(u, v)
+        uu, vv, uv = np.sum(u * u, 1), np.sum(v * v, 1), np.sum(u * v, 1)
+        det = uu * vv - uv * uv
+        dual_u = (vv[:, None] * u - uv[:, None] * v) / det[:, None]      # rel · dual_u = column offset
+        dual_v = (uu[:, None] * v - uv[:, None] * u) / det[:, None]      # rel · dual_v = row offset
         rows, cols = self.det_shape
         z, y, x = (grid.axis(k) for k in range(3))
-        yy, xx = np.meshgrid(y, x, indexing="ij")
+
+        def form(w, z_k, const):                                   # w · (x, y, z_k) + const on the (ny, nx) grid
+            return (w[:, 0, None, None] * x[None, None, :] + w[:, 1, None, None] * y[None, :, None]
+                    + (w[:, 2] * z_k + const)[:, None, None])
+
         out = np.empty(grid.shape, bool)
-        for k, zk in enumerate(z):
-            pts = np.stack([xx.ravel(), yy.ravel(), np.full(xx.size, zk)], axis=-1)
-            rc = self.project_points(pts)
+        for k, z_k in enumerate(z):
+            if self.beam == "cone":                                 # hit = S + λ (p − S), λ = (D − S)·n / (p − S)·n
+                src = first
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    lam = np.sum((d - src) * normal, 1)[:, None, None] / form(normal, z_k, -np.sum(src * normal, 1))
+                    a = np.sum((src - d) * dual_u, 1)[:, None, None] + lam * form(dual_u, z_k, -np.sum(src * dual_u, 1))
+                    b = np.sum((src - d) * dual_v, 1)[:, None, None] + lam * form(dual_v, z_k, -np.sum(src * dual_v, 1))
+                valid = lam > 0
+            else:                                                   # hit = p + λ r, λ = (D − p)·n / r·n
+                ray = first
+                lam = (np.sum(d * normal, 1)[:, None, None] - form(normal, z_k, 0.0)) / np.sum(ray * normal, 1)[
+                    :, None, None]
+                a = form(dual_u, z_k, -np.sum(d * dual_u, 1)) + lam * np.sum(ray * dual_u, 1)[:, None, None]
+                b = form(dual_v, z_k, -np.sum(d * dual_v, 1)) + lam * np.sum(ray * dual_v, 1)[:, None, None]
+                valid = True
+            col, row = a + (cols - 1) / 2, b + (rows - 1) / 2
             with np.errstate(invalid="ignore"):
-                ok = ((rc[..., 0] >= margin - 0.5) & (rc[..., 0] <= rows - 0.5 - margin)
-                      & (rc[..., 1] >= margin - 0.5) & (rc[..., 1] <= cols - 0.5 - margin))
-            out[k] = np.all(ok, axis=0).reshape(yy.shape)
+                ok = (valid & (row >= margin - 0.5) & (row <= rows - 0.5 - margin)
+                      & (col >= margin - 0.5) & (col <= cols - 0.5 - margin))
+            out[k] = np.all(ok, axis=0)
         return out
 
     def truncation(self, grid: VolumeGrid) -> float:

@@ -154,3 +154,25 @@ def test_field_of_view_is_the_region_every_view_sees():
     cl = Geometry.parallel(tilt_deg=30, n_views=36, det_shape=(10, 20), det_spacing=1.0).field_of_view(
         VolumeGrid((12, 30, 30), 1.0))
     assert cl.sum() < fov.sum()                          # a tilted axis sweeps slices over more rows
+
+
+@pytest.mark.parametrize("beam", ["parallel", "cone"])
+def test_field_of_view_matches_project_points(beam):
+    from lamino.geometry import Geometry, VolumeGrid
+
+    grid = VolumeGrid((10, 24, 28), 0.9, center=(0.3, -0.2, 0.5))
+    misaligned = dict(cor_offset=0.6, det_offset=(0.8, -0.7), det_roll_deg=2.5)
+    if beam == "parallel":
+        g = Geometry.parallel(tilt_deg=35, n_views=17, det_shape=(12, 30), det_spacing=(0.8, 1.1), **misaligned)
+    else:
+        g = Geometry.cone(tilt_deg=25, n_views=19, det_shape=(14, 26), det_spacing=2.0, sod=40.0, sdd=90.0,
+                          **misaligned)
+    z, y, x = (grid.axis(k) for k in range(3))
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    rc = g.project_points(np.stack([xx.ravel(), yy.ravel(), zz.ravel()], -1))
+    rows, cols = g.det_shape
+    inside = ((rc[..., 0] >= 0.5) & (rc[..., 0] <= rows - 1.5) & (rc[..., 1] >= 0.5) & (rc[..., 1] <= cols - 1.5))
+    expected = np.all(inside, axis=0).reshape(grid.shape)
+    fov = g.field_of_view(grid, margin=1.0)
+    assert 0 < fov.sum() < fov.size
+    np.testing.assert_array_equal(fov, expected)
