@@ -319,21 +319,31 @@ class Geometry:
             return (w[:, 0, None, None] * x[None, None, :] + w[:, 1, None, None] * y[None, :, None]
                     + (w[:, 2] * z_k + const)[:, None, None])
 
+        # per-view constants: cone  a = a0 + λ·(dual_u·p + au), λ = lam_num / (n·p + n0);
+        #                     parallel  a = dual_u·p + au + λ·ru, λ = (lam_num − n·p) / rn   (likewise b)
+        cone = self.beam == "cone"
+        rn = np.sum(first * normal, 1)
+        if cone:
+            lam_num, n0 = np.sum((d - first) * normal, 1), -rn
+            a0, b0 = np.sum((first - d) * dual_u, 1), np.sum((first - d) * dual_v, 1)
+            au, bv = -np.sum(first * dual_u, 1), -np.sum(first * dual_v, 1)
+        else:
+            lam_num = np.sum(d * normal, 1)
+            au, bv = -np.sum(d * dual_u, 1), -np.sum(d * dual_v, 1)
+            ru, rv = np.sum(first * dual_u, 1), np.sum(first * dual_v, 1)
+        col3 = (slice(None), None, None)
         out = np.empty(grid.shape, bool)
         for k, z_k in enumerate(z):
-            if self.beam == "cone":                                 # hit = S + λ (p − S), λ = (D − S)·n / (p − S)·n
-                src = first
+            if cone:
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    lam = np.sum((d - src) * normal, 1)[:, None, None] / form(normal, z_k, -np.sum(src * normal, 1))
-                    a = np.sum((src - d) * dual_u, 1)[:, None, None] + lam * form(dual_u, z_k, -np.sum(src * dual_u, 1))
-                    b = np.sum((src - d) * dual_v, 1)[:, None, None] + lam * form(dual_v, z_k, -np.sum(src * dual_v, 1))
+                    lam = lam_num[col3] / form(normal, z_k, n0)
+                    a = a0[col3] + lam * form(dual_u, z_k, au)
+                    b = b0[col3] + lam * form(dual_v, z_k, bv)
                 valid = lam > 0
-            else:                                                   # hit = p + λ r, λ = (D − p)·n / r·n
-                ray = first
-                lam = (np.sum(d * normal, 1)[:, None, None] - form(normal, z_k, 0.0)) / np.sum(ray * normal, 1)[
-                    :, None, None]
-                a = form(dual_u, z_k, -np.sum(d * dual_u, 1)) + lam * np.sum(ray * dual_u, 1)[:, None, None]
-                b = form(dual_v, z_k, -np.sum(d * dual_v, 1)) + lam * np.sum(ray * dual_v, 1)[:, None, None]
+            else:
+                lam = (lam_num[col3] - form(normal, z_k, 0.0)) / rn[col3]
+                a = form(dual_u, z_k, au) + lam * ru[col3]
+                b = form(dual_v, z_k, bv) + lam * rv[col3]
                 valid = True
             col, row = a + (cols - 1) / 2, b + (rows - 1) / 2
             with np.errstate(invalid="ignore"):

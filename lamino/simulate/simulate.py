@@ -7,6 +7,7 @@ a chunk of views at a time (spread over the JAX devices), with flats and darks f
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import time
@@ -84,10 +85,8 @@ def simulate(phantom: Phantom, geometry: Geometry, scanner: Scanner | str | None
     scanner = _scanner(scanner, geometry)
     detector = scanner.detector.replace(shape=tuple(geometry.det_shape), spacing=tuple(geometry.det_spacing))
     spectrum = scanner.spectrum(n_bins)
-    energies = spectrum.energies_kev
-    flux, falloff = scanner.photons_per_pixel(spectrum, geometry)
-    photons = flux * detector.cover_transmission(energies) * detector.efficiency(energies)
-    weights = detector.energy_weights(energies)
+    detected = detected_spectrum(scanner, geometry, spectrum)
+    energies, photons, weights, falloff = detected.energies_kev, detected.photons, detected.weights, detected.falloff
     if not np.any(photons * weights > 0):
         raise ValueError(f"the detector records nothing from this spectrum ({energies.min():.1f}–"
                          f"{energies.max():.1f} keV): check threshold_kev and the cover")
@@ -115,8 +114,7 @@ def simulate(phantom: Phantom, geometry: Geometry, scanner: Scanner | str | None
     flats, darks = np.asarray(flat)[None], np.asarray(dark)[None]
     _warn_if_saturated(flats[0], detector)
 
-    detected = photons * weights
-    e_eff = float(np.sum(energies * detected) / np.sum(detected))
+    e_eff = detected.effective_energy_kev
     gt = _truth(phantom, geometry, truth_grid, e_eff) if truth else None
     params = dict(noise=noise, blur=blur, focal_spot=focal_spot, scatter_spr=scatter_spr,
                   scatter_sigma_mm=scatter_sigma_mm, method=method, voxel_size=voxel_size, n_bins=n_bins,
@@ -125,13 +123,43 @@ def simulate(phantom: Phantom, geometry: Geometry, scanner: Scanner | str | None
         "lamino_version": lamino.__version__, "seed": int(seed), "created": datetime.datetime.now(
             datetime.UTC).isoformat(timespec="seconds"), "simulate": params,
         "spectrum": spectrum.to_dict(), "effective_energy_kev": e_eff,
-        "photons_per_pixel": float(np.sum(flux)), "detected_photons_per_pixel": float(np.sum(photons)),
+        "photons_per_pixel": float(np.sum(detected.incident)), "detected_photons_per_pixel": float(np.sum(photons)),
         "seconds": round(time.perf_counter() - t_start, 3),
     }
     return Scan(counts=counts, flats=flats, darks=darks, geometry=geometry,
                 scanner=scanner.replace(detector=detector).to_dict(),
                 phantom={"name": phantom.name, "params": _json_safe(phantom.params)}, truth=gt,
                 provenance=provenance)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DetectedSpectrum:
+    """What one flat-field pixel receives and records per projection: ``energies_kev`` (bins), ``incident``
+    photons per bin, ``photons`` absorbed in the scintillator per bin (after the detector cover), the detector's
+    per-photon ``weights`` (integrating: ∝ E; counting: the energy window), the off-axis ``falloff`` map."""
+
+    energies_kev: np.ndarray
+    incident: np.ndarray
+    photons: np.ndarray
+    weights: np.ndarray
+    falloff: np.ndarray
+
+    @property
+    def effective_energy_kev(self) -> float:
+        """Mean energy of the recorded signal, Σ E·N·w / Σ N·w (keV)."""
+        signal = self.photons * self.weights
+        return float(np.sum(self.energies_kev * signal) / np.sum(signal))
+
+
+def detected_spectrum(scanner: Scanner, geometry: Geometry, spectrum=None, n_bins: int = 32) -> DetectedSpectrum:
+    """The photons one detector pixel absorbs per projection and energy bin of ``scanner`` on ``geometry``
+    (``spectrum``: the scanner's spectrum, default ``scanner.spectrum(n_bins)``)."""
+    spectrum = spectrum if spectrum is not None else scanner.spectrum(n_bins)
+    energies = spectrum.energies_kev
+    flux, falloff = scanner.photons_per_pixel(spectrum, geometry)
+    det = scanner.detector
+    photons = flux * det.cover_transmission(energies) * det.efficiency(energies)
+    return DetectedSpectrum(energies, flux, photons, det.energy_weights(energies), falloff)
 
 
 def _warn_if_saturated(flat: np.ndarray, detector) -> None:

@@ -30,6 +30,7 @@ import numpy as np
 
 from lamino.projector import Projector
 from lamino.recon import coarser_grid, operator_norm
+from lamino.simulate.simulate import detected_spectrum
 from lamino.studies.point import build_geometry, build_scanner, study_grid
 from lamino.studies.spec import StudySpec
 
@@ -44,15 +45,10 @@ def expected_rmse_function(spec: StudySpec, point: dict[str, Any], iterations: i
     grid = study_grid(spec)
     for _ in range(coarsen):
         grid = coarser_grid(grid)
-    spectrum = scanner.spectrum(spec.simulate.get("n_bins", 32))
-    energies = spectrum.energies_kev
-    det = scanner.detector
     geometry0 = build_geometry(spec, point, scanner)
-    flux, _ = scanner.photons_per_pixel(spectrum, geometry0)
-    detected = flux * det.cover_transmission(energies) * det.efficiency(energies)
-    n0 = float(np.sum(detected))
-    weights = detected * det.energy_weights(energies)
-    energy = float(np.sum(energies * weights) / np.sum(weights))
+    detected = detected_spectrum(scanner, geometry0, n_bins=spec.simulate.get("n_bins", 32))
+    n0 = float(np.sum(detected.photons))
+    energy = detected.effective_energy_kev
     p = spec.phantom
     mu = jnp.asarray(phantoms.get(p["name"], seed=p["seed"], **p["params"]).attenuation(grid, energy))
     tau = 1.0 / operator_norm(Projector(geometry0, grid)) ** 2

@@ -225,8 +225,9 @@ def _describe(c: Configuration) -> str:
 
 
 def _scan_time(record: dict[str, Any]) -> float:
-    sc = record["provenance"]["scanner"]
-    return record["point"]["n_views"] * (sc["exposure_s"] + sc.get("readout_s", 0.0))
+    from lamino.simulate import Scanner
+
+    return Scanner.from_dict(record["provenance"]["scanner"]).scan_time_s(record["point"]["n_views"])
 
 
 def _nanmean(v: np.ndarray) -> float:

@@ -31,19 +31,12 @@ import numpy as np
 
 from lamino._plotting import save_figure, show_slice
 from lamino.geometry import Geometry, VolumeGrid
+from lamino.studies.metrics.coverage import plot_fourier_coverage
 from lamino.studies.planner import Configuration, PlanResult
+from lamino.studies.scoring import METRICS
 from lamino.studies.store import SLICES, ResultStore
 
 DPI = 110
-
-#: Display units of the metrics (as in :data:`lamino.studies.scoring.METRICS`, which is consulted for names not
-#: listed here); then names ending in ``_mm`` are in mm, ``_s`` in seconds, anything else has no unit.
-UNITS: dict[str, str] = {
-    "rmse": "1/mm", "nrmse": "", "psnr": "dB", "ssim": "", "cnr": "", "noise_std": "1/mm",
-    "in_plane_fwhm_mm": "mm", "through_plane_fwhm_mm": "mm", "mtf50_lp_mm": "lp/mm", "star_limit_lp_mm": "lp/mm",
-    "star_isotropy": "", "crack_dice": "", "crack_precision": "", "crack_recall": "", "crack_detection_rate": "",
-    "missing_cone_fraction": "", "scan_time_s": "s", "dose_mgy": "mGy",
-}
 
 _AXIS_LABELS = {"tilt_deg": "tilt α (°)", "n_views": "views", "exposure_s": "exposure (s)", "kvp": "kVp",
                 "method": "method", "trajectory": "trajectory"}
@@ -67,17 +60,10 @@ pre{background:#f7f7f7;border:1px solid #ddd;padding:.6em;overflow-x:auto;font-s
 
 # ---------------------------------------------------------------------------------------------- public API
 def metric_unit(name: str) -> str:
-    """Display unit of a metric: :data:`UNITS`, else the scoring table's, else ``mm`` for names ending in ``_mm``,
-    ``s`` for ``_s``, else ""."""
-    if name in UNITS:
-        return UNITS[name]
-    try:
-        from lamino.studies.scoring import METRICS
-
-        if name in METRICS:
-            return str(METRICS[name][0])
-    except ImportError:
-        pass
+    """Display unit of a metric: the scoring table's (:data:`lamino.studies.scoring.METRICS`), else ``mm`` for
+    names ending in ``_mm``, ``s`` for ``_s``, else ""."""
+    if name in METRICS:
+        return METRICS[name][0]
     if name.endswith("_mm"):
         return "mm"
     if name.endswith("_s"):
@@ -362,10 +348,6 @@ def _coverage_figure(plan: PlanResult, records: dict[str, dict], folder: str) ->
         geometry = (record or {}).get("provenance", {}).get("geometry")
         if geometry is None:
             continue
-        try:
-            from lamino.studies.metrics.coverage import plot_fourier_coverage
-        except ImportError:
-            return []
         fig = plot_fourier_coverage(Geometry.from_dict(geometry))
         fname = "coverage.png"
         save_figure(fig, os.path.join(folder, fname), dpi=DPI)
