@@ -20,6 +20,37 @@ from jax import lax
 from lamino.projector._plan import STACK_AXES, StackPlan, cone_slice_maps
 
 
+# ---------------------------------------------------------------------------------------------- slice access
+# The slices of stack k are read from (and accumulated into) an array in the volume's own layout wherever
+# possible, so no transposed copy of the volume is made: k = 0 reads vol[s], k = 1 reads vol[:, s, :]
+# (contiguous rows), and only k = 2 needs the volume with its last two axes swapped, (nz, nx, ny), read at
+# [:, s, :]. Each slice comes out as (n_a, n_b) in the order of ``STACK_AXES``.
+def slice_source(vol, k: int):
+    """The array that stack k's slices are read from: the volume, or for k = 2 its (nz, nx, ny) copy."""
+    return jnp.swapaxes(vol, 1, 2) if k == 2 else vol
+
+
+def volume_from_source(src, k: int):
+    """Inverse of :func:`slice_source`: a (nz, ny, nx) volume."""
+    return jnp.swapaxes(src, 1, 2) if k == 2 else src
+
+
+def _slice_axis(k: int) -> int:
+    return 0 if k == 0 else 1
+
+
+def read_slice(src, s, k: int):
+    """Slice ``s`` (n_a, n_b) of stack k from its source array."""
+    return lax.dynamic_index_in_dim(src, s, axis=_slice_axis(k), keepdims=False)
+
+
+def add_to_slice(acc, sl, s, k: int):
+    """acc's slice ``s`` of stack k += ``sl`` (n_a, n_b), in place inside loops."""
+    axis = _slice_axis(k)
+    start = (0, 0, 0)[:axis] + (s,) + (0, 0, 0)[axis + 1:]
+    return add_at(acc, jnp.expand_dims(sl, axis), start)
+
+
 # ---------------------------------------------------------------------------------------------- view set-up
 def view_frame(vec: jnp.ndarray, st: StackPlan, beam: str):
     """Source/ray, detector centre, u and v of one view in the stack's (c, a, b) coordinates (mm)."""
@@ -171,41 +202,43 @@ def add_slice(plane, sl, params, st: StackPlan, beam: str):
 
 
 # ---------------------------------------------------------------------------------------------- per view
-def forward_view(stack, vec, st: StackPlan, beam: str, det_shape):
-    """Line integrals (rows, cols) of one view from a padded stack (n_c, n_a + 2, n_b + 2)."""
+def forward_view(src, vec, st: StackPlan, beam: str, det_shape):
+    """Line integrals (rows, cols) of one view from the slice source of its stack (:func:`slice_source`)."""
     params = slice_params(vec, st, beam)
 
     def body(s, plane):
-        return add_slice(plane, stack[s], tuple(q[s] for q in params), st, beam)
+        sl = read_slice(src, s, st.k)
+        return add_slice(plane, jnp.pad(sl, 1) if beam == "cone" else sl, tuple(q[s] for q in params), st, beam)
 
     plane = lax.fori_loop(0, st.n[0], body, jnp.zeros(st.inter, jnp.float32))
     ia, ib, step = detector_to_plane(vec, st, beam, det_shape)
     return step * sample_plane(plane, ia, ib)
 
 
-def adjoint_view(stack_ct, proj, vec, st: StackPlan, beam: str, det_shape):
-    """Add the exact transpose of :func:`forward_view` applied to ``proj`` (rows, cols) into ``stack_ct``."""
+def adjoint_view(src_ct, proj, vec, st: StackPlan, beam: str, det_shape):
+    """Add the exact transpose of :func:`forward_view` applied to ``proj`` (rows, cols) into ``src_ct``."""
     ia, ib, step = detector_to_plane(vec, st, beam, det_shape)
     zero_plane = jnp.zeros(st.inter, jnp.float32)
     _, warp_t = jax.vjp(lambda pl: sample_plane(pl, ia, ib), zero_plane)
     (plane_ct,) = warp_t(step * proj)
     params = slice_params(vec, st, beam)
-    sl0 = jnp.zeros(stack_ct.shape[1:], jnp.float32)
+    sl0 = jnp.zeros((st.n[1] + 2, st.n[2] + 2), jnp.float32)
 
     def body(s, acc):
         p = tuple(q[s] for q in params)
         if beam == "cone":      # transpose of the zoom's gathers (scatter-add), by autodiff
             x, vjp, start = jax.vjp(lambda sl: zoom_contribution(sl, *p, st), sl0, has_aux=True)
             (sl_ct,) = vjp(lax.dynamic_slice(plane_ct, start, x.shape))
+            sl_ct = sl_ct[1:-1, 1:-1]
         else:
             sl_ct = shift_gather(plane_ct, *p, st)
-        return add_at(acc, sl_ct[None], (s, 0, 0))
+        return add_to_slice(acc, sl_ct, s, st.k)
 
-    return lax.fori_loop(0, st.n[0], body, stack_ct)
+    return lax.fori_loop(0, st.n[0], body, src_ct)
 
 
-def backproject_view(stack_acc, proj, vec, st: StackPlan, beam: str, det_shape, voxel_volume: float):
-    """Voxel-driven backprojection of one view into an (unpadded) stack accumulator (n_c, n_a, n_b).
+def backproject_view(src_acc, proj, vec, st: StackPlan, beam: str, det_shape, voxel_volume: float):
+    """Voxel-driven backprojection of one view into an accumulator laid out as stack k's slice source.
 
     Each voxel takes the detector value at its projection, weighted so that on smooth data it equals the
     adjoint: w = V_voxel · |D − S|² / (|(u × v) · r̂| · |P − S|²) (parallel beam: V_voxel / |(u × v) · d̂|).
@@ -240,9 +273,9 @@ def backproject_view(stack_acc, proj, vec, st: StackPlan, beam: str, det_shape, 
     def body(s, acc):
         p = tuple(q[s] for q in params)
         vals = _gather_zoom(plane, *p, st) if beam == "cone" else shift_gather(plane, *p, st)
-        return add_at(acc, vals[None], (s, 0, 0))
+        return add_to_slice(acc, vals, s, st.k)
 
-    return lax.fori_loop(0, st.n[0], body, stack_acc)
+    return lax.fori_loop(0, st.n[0], body, src_acc)
 
 
 def _gather_zoom(plane_p, lam, k_a, k_b, st: StackPlan):

@@ -22,16 +22,7 @@ from jax import lax
 from lamino import _jax
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.projector import _shearwarp as sw
-from lamino.projector._plan import STACK_AXES, Plan, make_plan
-
-
-def _to_stack(vol, k: int, pad: bool):
-    stack = jnp.transpose(vol, STACK_AXES[k])
-    return jnp.pad(stack, ((0, 0), (1, 1), (1, 1))) if pad else stack
-
-
-def _from_stack(stack, k: int):
-    return jnp.transpose(stack, tuple(int(i) for i in np.argsort(STACK_AXES[k])))
+from lamino.projector._plan import Plan, make_plan
 
 
 def _dominant_k(vec, grid: VolumeGrid, beam: str):
@@ -60,63 +51,77 @@ def _map_views(fn, views, batch: int):
     return out.reshape(-1, *out.shape[2:])[:views.shape[0]]
 
 
-def forward_project(vol, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1):
-    """Line integrals (n_views, rows, cols) of ``vol`` for per-view 12-vectors (traceable in both)."""
+def forward_project(vol, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1, swapped=None):
+    """Line integrals (n_views, rows, cols) of ``vol`` for per-view 12-vectors (traceable in both).
+
+    ``swapped``: the volume with its last two axes swapped, if already made (else it is made when needed).
+    """
     vol = jnp.asarray(vol, jnp.float32)
     vectors = jnp.asarray(vectors, jnp.float32)
     view = functools.partial(sw.forward_view, beam=plan.beam, det_shape=det_shape)
     if plan.groups is not None:
-        outs, order = [], []
+        # each view is written straight into the output, in view order, with no per-group buffers
+        out = jnp.zeros((vectors.shape[0], *det_shape), jnp.float32)
         for k, idx in enumerate(plan.groups):
             if not idx:
                 continue
-            stack = _to_stack(vol, k, pad=plan.beam == "cone")
-            st = plan.stacks[k]
-            outs.append(_map_views(lambda v, stack=stack, st=st: view(stack, v, st), vectors[np.array(idx)], batch))
-            order.extend(idx)
-        out = jnp.concatenate(outs, axis=0) if len(outs) > 1 else outs[0]
-        if order != sorted(order):
-            out = out[np.argsort(order)]
+            src = swapped if k == 2 and swapped is not None else sw.slice_source(vol, k)
+            st, sel = plan.stacks[k], jnp.asarray(idx, jnp.int32)
+            if batch > 1:
+                imgs = _map_views(lambda v, src=src, st=st: view(src, v, st), vectors[sel], batch)
+                out = out.at[sel].set(imgs, unique_indices=True, indices_are_sorted=True)
+                continue
+
+            def one(i, out, src=src, st=st, sel=sel):
+                return lax.dynamic_update_index_in_dim(out, view(src, vectors[sel[i]], st), sel[i], 0)
+
+            out = lax.fori_loop(0, len(idx), one, out)
         return out
-    stacks = [_to_stack(vol, k, pad=plan.beam == "cone") for k in range(3)]
-    branches = [functools.partial(lambda v, k: view(stacks[k], v, plan.stacks[k]), k=k) for k in range(3)]
+    sources = [sw.slice_source(vol, k) for k in range(3)]
+    branches = [functools.partial(lambda v, k: view(sources[k], v, plan.stacks[k]), k=k) for k in range(3)]
     return lax.map(lambda v: lax.switch(_dominant_k(v, grid, plan.beam), branches, v), vectors)
 
 
-def _accumulate(proj, vectors, plan: Plan, grid: VolumeGrid, per_view, padded: bool, batch: int = 1):
-    """Σ over views of ``per_view(stack_acc, proj_v, vec_v, stack_plan)``, returned as a (nz, ny, nx) volume.
+def _accumulate(proj, vectors, plan: Plan, grid: VolumeGrid, per_view, batch: int = 1):
+    """Σ over views of ``per_view(acc, proj_v, vec_v, stack_plan)``, returned as a (nz, ny, nx) volume.
 
-    With ``batch`` > 1, each step adds the contributions of ``batch`` views computed side by side (GPU).
+    ``acc`` is laid out as the view's stack source (:func:`_shearwarp.slice_source`). The x-dominant group
+    (k = 2, swapped layout) is summed first and swapped once; the other groups then add into that volume in
+    place, so at most two volume-sized buffers are live. With ``batch`` > 1, each step adds the contributions
+    of ``batch`` views computed side by side (GPU).
     """
-    vol = jnp.zeros(grid.shape, jnp.float32)
-    for k, idx in enumerate(plan.groups):
+    vol = None
+    for k in (2, 0, 1):
+        idx = plan.groups[k]
         if not idx:
             continue
         st = plan.stacks[k]
-        shape = (st.n[0], st.n[1] + 2, st.n[2] + 2) if padded else st.n
-        sel = np.array(idx)
+        shape = grid.shape if k != 2 else (grid.shape[0], grid.shape[2], grid.shape[1])
+        start = vol if vol is not None else jnp.zeros(shape, jnp.float32)
+        if batch <= 1:      # one view per step, read in place (no copy of the group's projections)
+            def body(acc, j, st=st):
+                return per_view(acc, proj[j], vectors[j], st), None
 
-        def one(p, v, st=st, shape=shape):
-            return per_view(jnp.zeros(shape, jnp.float32), p, v, st)
+            acc, _ = lax.scan(body, start, jnp.asarray(idx, jnp.int32))
+        else:               # ``batch`` views side by side (GPU); zero projections of padded views add nothing
+            def one(p, v, st=st, shape=shape):
+                return per_view(jnp.zeros(shape, jnp.float32), p, v, st)
 
-        def body(acc, pv, st=st):
-            if batch <= 1:
-                return per_view(acc, pv[0], pv[1], st), None
-            return acc + jnp.sum(jax.vmap(one)(pv[0], pv[1]), axis=0), None
+            def body_batch(acc, pv):
+                return acc + jnp.sum(jax.vmap(one)(pv[0], pv[1]), axis=0), None
 
-        p_sel, v_sel = proj[sel], vectors[sel]
-        if batch > 1:                       # zero projections of padded views contribute nothing
-            p_sel, v_sel = _view_batches(p_sel, batch, zeros=True), _view_batches(v_sel, batch)
-        acc, _ = lax.scan(body, jnp.zeros(shape, jnp.float32), (p_sel, v_sel))
-        vol = vol + _from_stack(acc[:, 1:-1, 1:-1] if padded else acc, k)
-    return vol
+            sel = np.array(idx)
+            pv = (_view_batches(proj[sel], batch, zeros=True), _view_batches(vectors[sel], batch))
+            acc, _ = lax.scan(body_batch, start, pv)
+        vol = sw.volume_from_source(acc, k)
+    return vol if vol is not None else jnp.zeros(grid.shape, jnp.float32)
 
 
 def adjoint_project(proj, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1):
     """Exact transpose of :func:`forward_project` (concrete geometry)."""
     per_view = functools.partial(_adjoint_view, beam=plan.beam, det_shape=det_shape)
     return _accumulate(jnp.asarray(proj, jnp.float32), jnp.asarray(vectors, jnp.float32), plan, grid,
-                       per_view, padded=plan.beam == "cone", batch=batch)
+                       per_view, batch=batch)
 
 
 def _adjoint_view(acc, p, v, st, beam, det_shape):
@@ -131,7 +136,7 @@ def backproject(proj, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: i
         return sw.backproject_view(acc, p, v, st, plan.beam, det_shape, voxel_volume)
 
     return _accumulate(jnp.asarray(proj, jnp.float32), jnp.asarray(vectors, jnp.float32), plan, grid,
-                       per_view, padded=False, batch=batch)
+                       per_view, batch=batch)
 
 
 class Projector:
@@ -171,6 +176,7 @@ class Projector:
             plan = make_plan(sub, grid)
             self._shards.append((dev, jax.device_put(vectors[views], dev),
                                  _compiled(plan, grid, geometry.det_shape, views_per_batch)))
+        self._swapped_shards = sum(_uses_swapped(fns) for _, _, fns in self._shards)
 
     # ----------------------------------------------------------------------------------- checks
     def _check(self, arr, shape, name):
@@ -183,9 +189,17 @@ class Projector:
         self._check(vol, self.vol_shape, "volume")
         if self._shards is None or isinstance(vol, jax.core.Tracer):
             return forward_project(vol, self._vectors, self._plan, self.grid, self.geometry.det_shape)
-        vol = jnp.asarray(vol, jnp.float32)
-        inputs = [jax.device_put(vol, dev) for dev, _, _ in self._shards]     # all copies before any compute
-        outs = [fns[0](x, vec) for x, (_, vec, fns) in zip(inputs, self._shards, strict=True)]
+        host = _host_view(vol)
+        # all copies before any compute; a host array is shared by the CPU devices without copying, and so
+        # is the one swapped copy that x-dominant views read (made once, not once per device)
+        swapped = None
+        if host is not None and self._swapped_shards > 1:
+            swapped = np.asarray(_swap_last_axes(jax.device_put(host, self._shards[0][0])))
+        inputs = [(jax.device_put(host if host is not None else vol, dev),
+                   jax.device_put(swapped, dev) if swapped is not None and _uses_swapped(fns) else None)
+                  for dev, _, fns in self._shards]
+        outs = [fns[0](x, vec, swapped=xs) for (x, xs), (_, vec, fns) in zip(inputs, self._shards, strict=True)]
+        del inputs, swapped
         return _gather(outs, concat=True)
 
     def adjoint(self, proj):
@@ -212,32 +226,71 @@ class Projector:
         if isinstance(proj, jax.core.Tracer):
             fn = (adjoint_project, backproject)[which - 1]
             return fn(proj, self._vectors, self._plan, self.grid, self.geometry.det_shape)
-        proj = np.asarray(proj, dtype=np.float32) if not isinstance(proj, jax.Array) else proj
+        host = _host_view(proj)
+        proj = host if host is not None else proj
         # slice and place every shard's views before launching any shard: a slice of a device array queued
-        # behind a running shard on that device would serialise the devices
+        # behind a running shard on that device would serialise the devices (host slices are not copied)
         inputs, start = [], 0
         for dev, vec, _ in self._shards:
             inputs.append(jax.device_put(proj[start:start + vec.shape[0]], dev))
             start += vec.shape[0]
         outs = [fns[which](x, vec) for x, (_, vec, fns) in zip(inputs, self._shards, strict=True)]
+        del inputs
         return _gather(outs, concat=False)
 
 
+def _host_view(arr) -> np.ndarray | None:
+    """``arr`` as a float32 numpy array without copying where possible (numpy input, or a JAX array on CPU).
+
+    None for arrays on an accelerator, which are placed device to device instead.
+    """
+    if not isinstance(arr, jax.Array):
+        return np.asarray(arr, dtype=np.float32)
+    if arr.dtype == jnp.float32 and all(d.platform == "cpu" for d in arr.devices()):
+        return np.asarray(arr)          # a view of the CPU buffer
+    return None
+
+
 def _gather(outs, concat: bool):
+    """Shard results on the first shard's device: projections concatenated, volumes summed.
+
+    Each remote result is freed as soon as it is copied, and the sum is computed in place.
+    """
     if len(outs) == 1:
         return outs[0]
-    dev = outs[0].devices().pop() if hasattr(outs[0], "devices") else None
-    outs = [jax.device_put(o, dev) for o in outs]
+    dev = outs[0].devices().pop()
+    local = [outs[0]]
+    for i in range(1, len(outs)):
+        local.append(jax.device_put(outs[i], dev))
+        outs[i] = None
     if concat:
-        return jnp.concatenate(outs, axis=0)
-    return functools.reduce(jnp.add, outs)
+        return jnp.concatenate(local, axis=0)
+    total = local[0]
+    for part in local[1:]:
+        total = _add_in_place(total, part)
+    return total
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _add_in_place(a, b):
+    return a + b
+
+
+@jax.jit
+def _swap_last_axes(vol):
+    return sw.slice_source(vol, 2)
+
+
+def _uses_swapped(fns) -> bool:
+    """Whether a shard's compiled functions have x-dominant views (stack k = 2)."""
+    return bool(fns[3].groups[2])
 
 
 @functools.lru_cache(maxsize=64)
 def _compiled(plan: Plan, grid: VolumeGrid, det_shape, batch: int):
-    """Jitted forward / adjoint / backproject for one plan (cached: equal plans share compilations)."""
+    """Jitted forward / adjoint / backproject for one plan, and the plan (cached: equal plans share compilations)."""
     kw = dict(plan=plan, grid=grid, det_shape=det_shape, batch=batch)
     fwd = jax.jit(functools.partial(forward_project, **kw))
     adj = jax.jit(functools.partial(adjoint_project, **kw))
     bp = jax.jit(functools.partial(backproject, **kw))
-    return fwd, adj, bp
+    return fwd, adj, bp, plan
