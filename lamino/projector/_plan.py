@@ -10,19 +10,24 @@ SIGGRAPH 1994) and Joseph's method (IEEE TMI 1, 192, 1982). Stack ``k`` puts arr
 
 Each slice is shifted (parallel beam) or shifted and zoomed (cone beam) onto an *intermediate plane* through
 the grid centre, perpendicular to the stack axis; a 2-D warp then maps that plane to the detector. This
-module computes, in numpy and before any tracing, everything whose size must be static.
+module computes, in numpy and before any tracing, everything whose size must be static (:func:`make_plan`),
+and the grouping of concrete views by stack (:func:`view_order`), which the compiled projector receives as
+data. Parallel-beam sizes (and cone-beam ones on request) hold for every tilt, so a tilt sweep compiles the
+projector once per view count.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from lamino.geometry import Geometry, VolumeGrid
 
 STACK_AXES = ((0, 1, 2), (1, 0, 2), (2, 0, 1))  # (c, a, b) array axes of stack k
+GROUP_ORDER = (2, 0, 1)     # stacks in the order their views are processed (see ``view_order``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +47,26 @@ class StackPlan:
 class Plan:
     beam: str
     stacks: tuple[StackPlan, ...]                 # one per k in 0, 1, 2
-    groups: tuple[tuple[int, ...], ...] | None    # view indices per k; None when the geometry is traced
+
+
+class ViewOrder(NamedTuple):
+    """Concrete views grouped by stack: ``order`` lists the view indices of stack 2, then 0, then 1 (each
+    ascending); ``counts`` the number of views in each of those groups. int32 arrays, passed as data."""
+
+    order: Any
+    counts: Any
+
+
+def view_order(vectors: np.ndarray, grid: VolumeGrid, beam: str) -> ViewOrder:
+    """The views of concrete 12-vectors grouped by their stack (:func:`dominant_axes`)."""
+    return group_views(dominant_axes(vectors, grid, beam))
+
+
+def group_views(stack_of_view) -> ViewOrder:
+    """Views grouped by a given stack index per view."""
+    k = np.asarray(stack_of_view)
+    order = np.concatenate([np.nonzero(k == g)[0] for g in GROUP_ORDER]).astype(np.int32)
+    return ViewOrder(order, np.array([np.sum(k == g) for g in GROUP_ORDER], dtype=np.int32))
 
 
 def to_zyx(v):
@@ -50,15 +74,23 @@ def to_zyx(v):
     return v[..., ::-1]
 
 
+def _ray_steps(vectors: np.ndarray, grid: VolumeGrid, beam: str) -> np.ndarray:
+    """|central ray| per array axis in voxels per mm, (n_views, 3) in (z, y, x) order."""
+    vec = np.asarray(vectors, dtype=float)
+    ray = np.asarray(grid.center)[::-1] - vec[:, 0:3] if beam == "cone" else vec[:, 0:3]   # (x, y, z)
+    return np.abs(to_zyx(ray)) / np.asarray(grid.voxel_size)
+
+
 def dominant_axes(vectors: np.ndarray, grid: VolumeGrid, beam: str) -> np.ndarray:
     """Per-view stack index k: the array axis along which the central ray advances most voxels per mm."""
-    vec = np.asarray(vectors, dtype=float)
-    if beam == "cone":
-        ray = np.asarray(grid.center)[::-1] - vec[:, 0:3]   # source → grid centre, (x, y, z)
-    else:
-        ray = vec[:, 0:3]
-    d = np.abs(to_zyx(ray)) / np.asarray(grid.voxel_size)
-    return np.argmax(d, axis=1)
+    return np.argmax(_ray_steps(vectors, grid, beam), axis=1)
+
+
+def _may_use(vectors: np.ndarray, grid: VolumeGrid, beam: str, k: int) -> np.ndarray:
+    """Views that stack k may serve: dominant along k, or within float32 rounding of it (a near tie that
+    the projector, in float32, may decide either way). Plan sizes cover all of them."""
+    d = _ray_steps(vectors, grid, beam)
+    return d[:, k] >= d.max(axis=1) * (1 - 1e-5)
 
 
 def _stack_basics(grid: VolumeGrid, k: int):
@@ -97,7 +129,10 @@ def _parallel_stack(grid: VolumeGrid, k: int, vectors: np.ndarray | None = None)
     return StackPlan(k, n, s, ctr, pad, (n[1] + 2 * pad[0] + 1, n[2] + 2 * pad[1] + 1), (n[1] + 1, n[2] + 1))
 
 
-def _cone_stack(grid: VolumeGrid, k: int, vectors: np.ndarray) -> StackPlan:
+def _cone_stack(grid: VolumeGrid, k: int, vectors: np.ndarray) -> StackPlan | None:
+    """Sizes for cone beam from the views of stack k (None when there are none)."""
+    if not len(vectors):
+        return None
     n, s, ctr = _stack_basics(grid, k)
     c, a, b = STACK_AXES[k]
     src = to_zyx(np.asarray(vectors, dtype=float)[:, 0:3])[:, [c, a, b]]
@@ -116,34 +151,38 @@ def _cone_stack(grid: VolumeGrid, k: int, vectors: np.ndarray) -> StackPlan:
     return StackPlan(k, n, s, ctr, tuple(pads), tuple(inters), tuple(regions))
 
 
-def make_plan(geometry: Geometry, grid: VolumeGrid) -> Plan:
-    """The static plan for a geometry: exact view groups when concrete, worst-case sizes when traced."""
-    if geometry.is_concrete:
-        vec = np.asarray(geometry.vectors())
-        groups = dominant_axes(vec, grid, geometry.beam)
-        group_idx = tuple(tuple(int(i) for i in np.nonzero(groups == k)[0]) for k in range(3))
-        sample_vectors = [vec]
-    else:
-        vec = None
-        group_idx = None
-        sample_vectors = [geometry.replace(tilt_deg=t, cor_offset=0.0).vectors()
-                          for t in np.linspace(0.0, 89.0, 90)] if geometry.beam == "cone" else []
+def make_plan(geometry: Geometry, grid: VolumeGrid, *, any_tilt: bool = False) -> Plan:
+    """Static sizes valid for every view of ``geometry``.
+
+    For a geometry from ``Geometry.parallel`` the sizes are the worst case over all tilts (this costs
+    nothing measurable), so geometries that differ only in tilt share one plan and one compilation. Cone
+    beam does the same (sampling the tilts every degree at COR 0 and widening by 8 plane pixels) when the
+    tilt is traced or ``any_tilt`` is set; otherwise its sizes are exact, because the cone-beam forward and
+    adjoint cost grows with the slice footprint. Custom vectors always get exact sizes.
+    """
+    custom = geometry.custom_vectors is not None
+    own = [np.asarray(geometry.vectors(), dtype=float)] if geometry.is_concrete else []
+    if geometry.beam == "parallel":
+        if not custom:      # |β| ≤ 1 for every view (the stack axis is dominant)
+            return Plan("parallel", tuple(_parallel_stack(grid, k) for k in range(3)))
+        return Plan("parallel", tuple(_parallel_stack(grid, k, own[0][_may_use(own[0], grid, "parallel", k)])
+                                      for k in range(3)))
+    sweep = not custom and (any_tilt or not geometry.is_concrete)
+    samples = [geometry.replace(tilt_deg=t, cor_offset=0.0).vectors() for t in np.linspace(0.0, 89.0, 90)
+               ] if sweep else []
     stacks = []
     for k in range(3):
-        if geometry.beam == "parallel":
-            in_k = vec[np.array(group_idx[k], dtype=int)] if group_idx is not None else None
-            stacks.append(_parallel_stack(grid, k, in_k))
-            continue
-        in_k = [v[dominant_axes(v, grid, "cone") == k] for v in sample_vectors]
-        plans = [_cone_stack(grid, k, v) for v in in_k if len(v)]
-        if not plans:                       # no view uses this stack: smallest valid sizes
-            stacks.append(_parallel_stack(grid, k))
-        else:
-            stacks.append(_merge(plans) if geometry.is_concrete else _widen(_merge(plans), 8))
-    return Plan(geometry.beam, tuple(stacks), group_idx)
+        swept = _merge([_cone_stack(grid, k, v[_may_use(v, grid, "cone", k)]) for v in samples])
+        merged = _merge([_widen(swept, 8) if swept is not None else None]
+                        + [_cone_stack(grid, k, v[_may_use(v, grid, "cone", k)]) for v in own])
+        stacks.append(merged if merged is not None else _parallel_stack(grid, k))   # no view uses stack k
+    return Plan("cone", tuple(stacks))
 
 
-def _merge(plans: list[StackPlan]) -> StackPlan:
+def _merge(plans: list[StackPlan | None]) -> StackPlan | None:
+    plans = [p for p in plans if p is not None]
+    if not plans:
+        return None
     first = plans[0]
     pad = tuple(max(p.pad[i] for p in plans) for i in range(2))
     extra = tuple(max(p.inter[i] - p.pad[i] for p in plans) for i in range(2))

@@ -246,23 +246,28 @@ def backproject_view(src_acc, proj, vec, st: StackPlan, beam: str, det_shape, vo
     src, det, u, v = view_frame(vec, st, beam)
     normal = jnp.cross(u, v)
     ha, hb = st.inter
-    a_idx = jnp.arange(ha, dtype=jnp.float32)[:, None]
-    b_idx = jnp.arange(hb, dtype=jnp.float32)[None, :]
-    pos_a = (a_idx - st.pad[0] - (st.n[1] - 1) / 2) * st.s[1] + st.ctr[1]
-    pos_b = (b_idx - st.pad[1] - (st.n[2] - 1) / 2) * st.s[2] + st.ctr[2]
-    pts = jnp.stack(jnp.broadcast_arrays(jnp.full_like(pos_a + pos_b, st.ctr[0]), pos_a + 0 * pos_b,
-                                         pos_b + 0 * pos_a), axis=-1)       # plane points (H_a, H_b, 3)
-    ray = pts - src if beam == "cone" else jnp.broadcast_to(src, pts.shape)
-    ray_len = jnp.linalg.norm(ray, axis=-1)
-    # intersect with the detector plane and express in pixel indices
-    lam = jnp.sum((det - pts) * normal, -1) / jnp.sum(ray * normal, -1)
-    rel = pts + lam[..., None] * ray - det
+    # plane points P = (ctr_c, pos_a, pos_b): every dot product with P is a sum of broadcast 1-D terms
+    pos_a = (jnp.arange(ha, dtype=jnp.float32)[:, None] - st.pad[0] - (st.n[1] - 1) / 2) * st.s[1] + st.ctr[1]
+    pos_b = (jnp.arange(hb, dtype=jnp.float32)[None, :] - st.pad[1] - (st.n[2] - 1) / 2) * st.s[2] + st.ctr[2]
+
+    def dot_from(origin, w):
+        """(P − origin) · w on the plane grid."""
+        return (st.ctr[0] - origin[0]) * w[0] + (pos_a - origin[1]) * w[1] + (pos_b - origin[2]) * w[2]
+
+    if beam == "cone":      # ray P − S
+        ray_n, ray_u, ray_v = dot_from(src, normal), dot_from(src, u), dot_from(src, v)
+        ray_len = jnp.sqrt((st.ctr[0] - src[0]) ** 2 + (pos_a - src[1]) ** 2 + (pos_b - src[2]) ** 2)
+    else:                   # ray direction d
+        ray_n, ray_u, ray_v, ray_len = jnp.dot(src, normal), jnp.dot(src, u), jnp.dot(src, v), jnp.linalg.norm(src)
+    # intersect with the detector plane, P + λ·ray, and express in pixel indices
+    lam = -dot_from(det, normal) / ray_n
+    ru = dot_from(det, u) + lam * ray_u
+    rv = dot_from(det, v) + lam * ray_v
     uu, vv, uv = jnp.dot(u, u), jnp.dot(v, v), jnp.dot(u, v)
-    ru, rv = rel @ u, rel @ v
     dd = uu * vv - uv * uv
     col = (ru * vv - rv * uv) / dd + (det_shape[1] - 1) / 2
     row = (rv * uu - ru * uv) / dd + (det_shape[0] - 1) / 2
-    weight = voxel_volume * ray_len / jnp.abs(jnp.sum(ray * normal, -1))
+    weight = voxel_volume * ray_len / jnp.abs(ray_n)
     if beam == "cone":
         weight = weight * ((1 + lam) ** 2)          # (|D − S| / |P − S|)² with D = P + λ·(P − S)
     plane = weight * sample_plane(proj, row, col)

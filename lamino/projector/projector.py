@@ -5,14 +5,18 @@
 voxel-driven gather for FBP/FDK: each voxel takes the (bilinearly interpolated) detector value where it
 projects, weighted by V_voxel / (pixel area ⟂ ray) at that voxel, which equals the adjoint on smooth data.
 
-Views are processed one at a time inside compiled loops, so memory stays near the size of the volume and the
-projections. On a multi-core CPU the views are split over JAX CPU devices (see ``lamino._jax``); on a GPU
-everything runs on the default device.
+Views are processed one at a time inside compiled loops (several side by side on a GPU), so memory stays near
+the size of the volume and the projections: slices are read in the volume's own layout (only x-dominant views
+need one swapped copy) and each view's image is written straight to its place in the output. The grouping of
+views by slice stack is passed to the compiled functions as data, and the plane sizes of parallel beam (and
+of every backprojection) hold for any tilt, so a tilt sweep compiles once per view count. On a multi-core CPU
+the views are split over JAX CPU devices (see ``lamino._jax``); on a GPU everything runs on the default device.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +26,7 @@ from jax import lax
 from lamino import _jax
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.projector import _shearwarp as sw
-from lamino.projector._plan import Plan, make_plan
+from lamino.projector._plan import GROUP_ORDER, Plan, ViewOrder, make_plan, view_order
 
 
 def _dominant_k(vec, grid: VolumeGrid, beam: str):
@@ -31,119 +35,145 @@ def _dominant_k(vec, grid: VolumeGrid, beam: str):
     return jnp.argmax(jnp.abs(ray[::-1]) / jnp.asarray(grid.voxel_size, jnp.float32))
 
 
-def _view_batches(a, batch: int, zeros: bool = False):
-    """(n, …) per-view array → (⌈n / batch⌉, batch, …), padded with zeros or copies of the last view."""
-    n = a.shape[0]
-    extra = -(-n // batch) * batch - n
-    fill = jnp.zeros((extra, *a.shape[1:]), a.dtype) if zeros else jnp.repeat(a[-1:], extra, axis=0)
-    return jnp.concatenate([a, fill]).reshape(-1, batch, *a.shape[1:])
-
-
-def _map_views(fn, views, batch: int):
-    """``lax.map`` of ``fn`` over per-view ``views``, ``batch`` views at a time via ``vmap``.
-
-    Batching fills a GPU (each slice step becomes one kernel over many views); on a CPU one view at a time
-    is fastest. Padded views' results are dropped.
-    """
-    if batch <= 1:
-        return lax.map(fn, views)
-    out = lax.map(jax.vmap(fn), _view_batches(views, batch))
-    return out.reshape(-1, *out.shape[2:])[:views.shape[0]]
-
-
-def forward_project(vol, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1, swapped=None):
+def forward_project(vol, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1,
+                    views: ViewOrder | None = None, swapped=None, has_x: bool = True):
     """Line integrals (n_views, rows, cols) of ``vol`` for per-view 12-vectors (traceable in both).
 
-    ``swapped``: the volume with its last two axes swapped, if already made (else it is made when needed).
+    ``views``: the views grouped by stack (:func:`_plan.view_order`); None decides each view's stack at run
+    time (a traced geometry). ``swapped``: the volume's (nz, nx, ny) copy that x-dominant views read, if
+    made already. ``has_x``: False when ``views`` has no x-dominant view (that copy is then not made).
     """
     vol = jnp.asarray(vol, jnp.float32)
     vectors = jnp.asarray(vectors, jnp.float32)
     view = functools.partial(sw.forward_view, beam=plan.beam, det_shape=det_shape)
-    if plan.groups is not None:
-        # each view is written straight into the output, in view order, with no per-group buffers
-        out = jnp.zeros((vectors.shape[0], *det_shape), jnp.float32)
-        for k, idx in enumerate(plan.groups):
-            if not idx:
-                continue
-            src = swapped if k == 2 and swapped is not None else sw.slice_source(vol, k)
-            st, sel = plan.stacks[k], jnp.asarray(idx, jnp.int32)
-            if batch > 1:
-                imgs = _map_views(lambda v, src=src, st=st: view(src, v, st), vectors[sel], batch)
-                out = out.at[sel].set(imgs, unique_indices=True, indices_are_sorted=True)
-                continue
+    if views is None:
+        sources = [sw.slice_source(vol, k) for k in range(3)]
+        branches = [functools.partial(lambda v, k: view(sources[k], v, plan.stacks[k]), k=k) for k in range(3)]
+        return lax.map(lambda v: lax.switch(_dominant_k(v, grid, plan.beam), branches, v), vectors)
+    views, has_x = _traceable_views(views, has_x)
+    # each view is written straight into the output at its own index: no per-group buffers
+    out = jnp.zeros((vectors.shape[0], *det_shape), jnp.float32)
+    for k, lo, hi in _groups(views):
+        if k == 2 and not has_x:
+            continue
+        src = (swapped if swapped is not None else sw.slice_source(vol, 2)) if k == 2 else vol
+        project = functools.partial(view, src, st=plan.stacks[k])
+        if batch <= 1:
+            def one(i, out, project=project):
+                j = views.order[i]
+                return lax.dynamic_update_index_in_dim(out, project(vectors[j]), j, 0)
 
-            def one(i, out, src=src, st=st, sel=sel):
-                return lax.dynamic_update_index_in_dim(out, view(src, vectors[sel[i]], st), sel[i], 0)
+            out = lax.fori_loop(lo, hi, one, out)
+            continue
 
-            out = lax.fori_loop(0, len(idx), one, out)
-        return out
-    sources = [sw.slice_source(vol, k) for k in range(3)]
-    branches = [functools.partial(lambda v, k: view(sources[k], v, plan.stacks[k]), k=k) for k in range(3)]
-    return lax.map(lambda v: lax.switch(_dominant_k(v, grid, plan.beam), branches, v), vectors)
+        def step(t, out, project=project, lo=lo, hi=hi):      # ``batch`` views side by side (GPU)
+            i = lo + t * batch + jnp.arange(batch)
+            j = views.order[jnp.minimum(i, hi - 1)]
+            return out.at[jnp.where(i < hi, j, out.shape[0])].set(jax.vmap(project)(vectors[j]), mode="drop")
+
+        out = lax.fori_loop(0, (hi - lo + batch - 1) // batch, step, out)
+    return out
 
 
-def _accumulate(proj, vectors, plan: Plan, grid: VolumeGrid, per_view, batch: int = 1):
+def _traceable_views(views: ViewOrder, has_x: bool) -> tuple[ViewOrder, bool]:
+    """``views`` as JAX arrays; ``has_x`` also False when concrete counts show no x-dominant view."""
+    if isinstance(views.counts, np.ndarray):
+        has_x = has_x and bool(views.counts[GROUP_ORDER.index(2)] > 0)
+    return ViewOrder(jnp.asarray(views.order, jnp.int32), jnp.asarray(views.counts, jnp.int32)), has_x
+
+
+def _groups(views: ViewOrder):
+    """(k, first, end) positions in ``views.order`` of each stack's views, in ``GROUP_ORDER``."""
+    counts = jnp.asarray(views.counts, jnp.int32)
+    ends = jnp.cumsum(counts)
+    return [(k, ends[g] - counts[g], ends[g]) for g, k in enumerate(GROUP_ORDER)]
+
+
+def _accumulate(proj, vectors, plan: Plan, grid: VolumeGrid, per_view, views: ViewOrder, batch: int = 1,
+                has_x: bool = True):
     """Σ over views of ``per_view(acc, proj_v, vec_v, stack_plan)``, returned as a (nz, ny, nx) volume.
 
-    ``acc`` is laid out as the view's stack source (:func:`_shearwarp.slice_source`). The x-dominant group
-    (k = 2, swapped layout) is summed first and swapped once; the other groups then add into that volume in
+    ``acc`` is laid out as the view's slice source (:func:`_shearwarp.slice_source`). The x-dominant views
+    (k = 2, swapped layout) are summed first and swapped once; the others then add into that volume in
     place, so at most two volume-sized buffers are live. With ``batch`` > 1, each step adds the contributions
     of ``batch`` views computed side by side (GPU).
     """
+    views, has_x = _traceable_views(views, has_x)
     vol = None
-    for k in (2, 0, 1):
-        idx = plan.groups[k]
-        if not idx:
+    for k, lo, hi in _groups(views):
+        if k == 2 and not has_x:
             continue
         st = plan.stacks[k]
         shape = grid.shape if k != 2 else (grid.shape[0], grid.shape[2], grid.shape[1])
         start = vol if vol is not None else jnp.zeros(shape, jnp.float32)
-        if batch <= 1:      # one view per step, read in place (no copy of the group's projections)
-            def body(acc, j, st=st):
-                return per_view(acc, proj[j], vectors[j], st), None
+        if batch <= 1:      # one view per step, its projection read in place
+            def one(i, acc, st=st):
+                j = views.order[i]
+                return per_view(acc, proj[j], vectors[j], st)
 
-            acc, _ = lax.scan(body, start, jnp.asarray(idx, jnp.int32))
-        else:               # ``batch`` views side by side (GPU); zero projections of padded views add nothing
-            def one(p, v, st=st, shape=shape):
-                return per_view(jnp.zeros(shape, jnp.float32), p, v, st)
+            acc = lax.fori_loop(lo, hi, one, start)
+        else:               # ``batch`` views side by side (GPU); views past the group's end add zero
+            def step(t, acc, st=st, shape=shape, lo=lo, hi=hi):
+                i = lo + t * batch + jnp.arange(batch)
+                j = views.order[jnp.minimum(i, hi - 1)]
+                p = jnp.where((i < hi)[:, None, None], proj[j], 0.0)
+                parts = jax.vmap(lambda p, v: per_view(jnp.zeros(shape, jnp.float32), p, v, st))(p, vectors[j])
+                return acc + jnp.sum(parts, axis=0)
 
-            def body_batch(acc, pv):
-                return acc + jnp.sum(jax.vmap(one)(pv[0], pv[1]), axis=0), None
-
-            sel = np.array(idx)
-            pv = (_view_batches(proj[sel], batch, zeros=True), _view_batches(vectors[sel], batch))
-            acc, _ = lax.scan(body_batch, start, pv)
+            acc = lax.fori_loop(0, (hi - lo + batch - 1) // batch, step, start)
         vol = sw.volume_from_source(acc, k)
     return vol if vol is not None else jnp.zeros(grid.shape, jnp.float32)
 
 
-def adjoint_project(proj, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1):
-    """Exact transpose of :func:`forward_project` (concrete geometry)."""
+def _concrete_views(views: ViewOrder | None, vectors, plan: Plan, grid: VolumeGrid, what: str) -> ViewOrder:
+    if views is not None:
+        return views
+    if isinstance(vectors, jax.core.Tracer):
+        raise ValueError(f"{what} with traced geometry vectors is not allowed: give views=view_order(...) of "
+                         "the nominal geometry, or use jax.vjp of forward_project")
+    return view_order(np.asarray(vectors), grid, plan.beam)
+
+
+def adjoint_project(proj, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1,
+                    views: ViewOrder | None = None, has_x: bool = True):
+    """Exact transpose of :func:`forward_project` (views grouped by stack, given or from concrete vectors)."""
+    views = _concrete_views(views, vectors, plan, grid, "adjoint_project")
     per_view = functools.partial(_adjoint_view, beam=plan.beam, det_shape=det_shape)
     return _accumulate(jnp.asarray(proj, jnp.float32), jnp.asarray(vectors, jnp.float32), plan, grid,
-                       per_view, batch=batch)
+                       per_view, views, batch=batch, has_x=has_x)
 
 
 def _adjoint_view(acc, p, v, st, beam, det_shape):
     return sw.adjoint_view(acc, p, v, st, beam, det_shape)
 
 
-def backproject(proj, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1):
-    """Voxel-driven backprojection (concrete geometry); equals the adjoint on smooth data."""
+def backproject(proj, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1,
+                views: ViewOrder | None = None, has_x: bool = True):
+    """Voxel-driven backprojection (views as in :func:`adjoint_project`); equals the adjoint on smooth data."""
+    views = _concrete_views(views, vectors, plan, grid, "backproject")
     voxel_volume = float(np.prod(grid.voxel_size))
 
     def per_view(acc, p, v, st):
         return sw.backproject_view(acc, p, v, st, plan.beam, det_shape, voxel_volume)
 
     return _accumulate(jnp.asarray(proj, jnp.float32), jnp.asarray(vectors, jnp.float32), plan, grid,
-                       per_view, batch=batch)
+                       per_view, views, batch=batch, has_x=has_x)
+
+
+class _Shard(NamedTuple):
+    device: Any
+    vectors: jax.Array      # this device's views (contiguous in view order)
+    views: ViewOrder        # … grouped by stack, on the device
+    has_x: bool             # whether any of them is x-dominant (reads the swapped volume)
+    fns: tuple              # compiled forward, adjoint, backproject
 
 
 class Projector:
     """Forward, adjoint and backprojection for one :class:`Geometry` on one :class:`VolumeGrid`.
 
-    Compiled once per (geometry, grid). Inputs may be numpy or JAX arrays; outputs are float32 JAX arrays.
-    Volumes are μ in 1/mm with shape ``grid.shape``; projections have shape (n_views, rows, cols).
+    Compiled once per (geometry without its tilt, grid, view count): geometries that differ only in tilt
+    share compilations. Inputs may be numpy or JAX arrays; outputs are float32 JAX arrays. Volumes are μ in
+    1/mm with shape ``grid.shape``; projections have shape (n_views, rows, cols).
     """
 
     def __init__(self, geometry: Geometry, grid: VolumeGrid, *, devices=None, views_per_batch: int | None = None):
@@ -155,15 +185,17 @@ class Projector:
         self.grid = grid
         self.vol_shape = tuple(grid.shape)
         self.proj_shape = (geometry.n_views, *geometry.det_shape)
-        # the whole geometry as one plan: used inside traces (jax.grad / jit of the caller); for a traced
-        # geometry the dominant axes are decided per view at run time
         self._plan = make_plan(geometry, grid)
+        # the backprojector's cost does not grow with the plane sizes: plan it for any tilt, so that
+        # FBP / FDK of a tilt sweep compile once per view count
+        bp_plan = make_plan(geometry, grid, any_tilt=True) if geometry.is_concrete else self._plan
         all_vectors = geometry.vectors()
         self._vectors = jnp.asarray(all_vectors, jnp.float32)
-        if not geometry.is_concrete:
-            self._shards = None
+        if not geometry.is_concrete:        # a traced geometry: each view's stack is decided at run time
+            self._shards, self._views = None, None
             return
         vectors = np.asarray(all_vectors, dtype=np.float32)
+        self._views = view_order(vectors, grid, geometry.beam)     # for traced inputs (jax.grad of a caller)
         devices = list(devices) if devices is not None else _jax.compute_devices()
         if views_per_batch is None:
             views_per_batch = 1 if devices[0].platform == "cpu" else 16
@@ -171,12 +203,13 @@ class Projector:
             raise ValueError(f"views_per_batch={views_per_batch!r} is not allowed: give an integer ≥ 1")
         parts = [p for p in np.array_split(np.arange(geometry.n_views), len(devices)) if p.size]
         self._shards = []
-        for dev, views in zip(devices, parts, strict=False):
-            sub = Geometry.from_vectors(all_vectors[views], geometry.det_shape, geometry.beam)
-            plan = make_plan(sub, grid)
-            self._shards.append((dev, jax.device_put(vectors[views], dev),
-                                 _compiled(plan, grid, geometry.det_shape, views_per_batch)))
-        self._swapped_shards = sum(_uses_swapped(fns) for _, _, fns in self._shards)
+        for dev, idx in zip(devices, parts, strict=False):
+            order, counts = view_order(vectors[idx], grid, geometry.beam)
+            has_x = bool(counts[GROUP_ORDER.index(2)] > 0)
+            self._shards.append(_Shard(dev, jax.device_put(vectors[idx], dev),
+                                       ViewOrder(jax.device_put(order, dev), jax.device_put(counts, dev)), has_x,
+                                       _compiled(self._plan, bp_plan, grid, geometry.det_shape, views_per_batch,
+                                                 has_x)))
 
     # ----------------------------------------------------------------------------------- checks
     def _check(self, arr, shape, name):
@@ -188,17 +221,21 @@ class Projector:
         """Line integrals ∫μ dl, (n_views, rows, cols), for a μ volume (nz, ny, nx) in 1/mm."""
         self._check(vol, self.vol_shape, "volume")
         if self._shards is None or isinstance(vol, jax.core.Tracer):
-            return forward_project(vol, self._vectors, self._plan, self.grid, self.geometry.det_shape)
+            return forward_project(vol, self._vectors, self._plan, self.grid, self.geometry.det_shape,
+                                   views=self._views)
         host = _host_view(vol)
-        # all copies before any compute; a host array is shared by the CPU devices without copying, and so
-        # is the one swapped copy that x-dominant views read (made once, not once per device)
+        vol = host if host is not None else vol
+        # all copies before any compute. A host array is shared by the CPU devices without copying, and so
+        # is the one swapped copy that x-dominant views read (made once, not once per device).
         swapped = None
-        if host is not None and self._swapped_shards > 1:
-            swapped = np.asarray(_swap_last_axes(jax.device_put(host, self._shards[0][0])))
-        inputs = [(jax.device_put(host if host is not None else vol, dev),
-                   jax.device_put(swapped, dev) if swapped is not None and _uses_swapped(fns) else None)
-                  for dev, _, fns in self._shards]
-        outs = [fns[0](x, vec, swapped=xs) for (x, xs), (_, vec, fns) in zip(inputs, self._shards, strict=True)]
+        if any(s.has_x for s in self._shards):
+            swapped = _swap_last_axes(jax.device_put(vol, self._shards[0].device))
+            if host is not None and len(self._shards) > 1:
+                swapped = np.asarray(swapped)
+        inputs = [(jax.device_put(vol, s.device), jax.device_put(swapped, s.device) if s.has_x else None)
+                  for s in self._shards]
+        outs = [s.fns[0](x, s.vectors, views=s.views, swapped=xs)
+                for (x, xs), s in zip(inputs, self._shards, strict=True)]
         del inputs, swapped
         return _gather(outs, concat=True)
 
@@ -225,16 +262,16 @@ class Projector:
     def _per_shard(self, proj, which: int):
         if isinstance(proj, jax.core.Tracer):
             fn = (adjoint_project, backproject)[which - 1]
-            return fn(proj, self._vectors, self._plan, self.grid, self.geometry.det_shape)
+            return fn(proj, self._vectors, self._plan, self.grid, self.geometry.det_shape, views=self._views)
         host = _host_view(proj)
         proj = host if host is not None else proj
         # slice and place every shard's views before launching any shard: a slice of a device array queued
         # behind a running shard on that device would serialise the devices (host slices are not copied)
         inputs, start = [], 0
-        for dev, vec, _ in self._shards:
-            inputs.append(jax.device_put(proj[start:start + vec.shape[0]], dev))
-            start += vec.shape[0]
-        outs = [fns[which](x, vec) for x, (_, vec, fns) in zip(inputs, self._shards, strict=True)]
+        for s in self._shards:
+            inputs.append(jax.device_put(proj[start:start + s.vectors.shape[0]], s.device))
+            start += s.vectors.shape[0]
+        outs = [s.fns[which](x, s.vectors, views=s.views) for x, s in zip(inputs, self._shards, strict=True)]
         del inputs
         return _gather(outs, concat=False)
 
@@ -281,16 +318,14 @@ def _swap_last_axes(vol):
     return sw.slice_source(vol, 2)
 
 
-def _uses_swapped(fns) -> bool:
-    """Whether a shard's compiled functions have x-dominant views (stack k = 2)."""
-    return bool(fns[3].groups[2])
+def _compiled(plan: Plan, bp_plan: Plan, grid: VolumeGrid, det_shape, batch: int, has_x: bool):
+    """Jitted forward / adjoint (``plan``) and backproject (``bp_plan``)."""
+    args = (grid, det_shape, batch, has_x)
+    return (_jitted(forward_project, plan, *args), _jitted(adjoint_project, plan, *args),
+            _jitted(backproject, bp_plan, *args))
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled(plan: Plan, grid: VolumeGrid, det_shape, batch: int):
-    """Jitted forward / adjoint / backproject for one plan, and the plan (cached: equal plans share compilations)."""
-    kw = dict(plan=plan, grid=grid, det_shape=det_shape, batch=batch)
-    fwd = jax.jit(functools.partial(forward_project, **kw))
-    adj = jax.jit(functools.partial(adjoint_project, **kw))
-    bp = jax.jit(functools.partial(backproject, **kw))
-    return fwd, adj, bp, plan
+@functools.lru_cache(maxsize=192)
+def _jitted(fn, plan: Plan, grid: VolumeGrid, det_shape, batch: int, has_x: bool):
+    """``fn`` jitted for one plan (cached: equal plans share one function and its compilations)."""
+    return jax.jit(functools.partial(fn, plan=plan, grid=grid, det_shape=det_shape, batch=batch, has_x=has_x))

@@ -56,7 +56,7 @@ import numpy as np
 from lamino import _checks
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.projector import adjoint_project, forward_project
-from lamino.projector._plan import Plan, dominant_axes, make_plan
+from lamino.projector._plan import Plan, ViewOrder, dominant_axes, group_views, make_plan
 from lamino.recon.preprocess import bin_projections
 
 __all__ = ["PARAMS", "Calibration", "calibrate"]
@@ -90,13 +90,20 @@ class _Model:
     """The θ-parametrised projector of one resolution level (hashable: a static argument of the jitted steps).
 
     θ holds the *changes* of ``names`` from the nominal ``geometry`` (mm or degrees). ``plan`` is a fixed
-    projector plan valid over the search bounds, or None to let the projector plan a traced geometry.
+    projector plan valid over the search bounds, with ``groups`` (each view's stack, unchanged over the
+    bounds), or None to let the projector plan a traced geometry.
     """
 
     geometry: Geometry
     grid: VolumeGrid
     names: tuple[str, ...]
     plan: Plan | None
+    groups: tuple[int, ...] | None = None
+
+    @property
+    def views(self) -> ViewOrder | None:
+        """The views grouped by stack for the fixed plan (None without one)."""
+        return group_views(self.groups) if self.groups is not None else None
 
     def _value(self, theta, name: str):
         return theta[self.names.index(name)] if name in self.names else 0.0
@@ -116,7 +123,7 @@ class _Model:
         """A(θ) x (traceable in θ and x)."""
         vec, g = self.vectors(theta)
         plan = self.plan if self.plan is not None else make_plan(g, self.grid)
-        return forward_project(x, vec, plan, self.grid, self.geometry.det_shape)
+        return forward_project(x, vec, plan, self.grid, self.geometry.det_shape, views=self.views)
 
     def operators(self, theta):
         """A(θ) and its exact transpose: the projector's own adjoint with the fixed plan, else autodiff."""
@@ -128,7 +135,8 @@ class _Model:
             return fwd, (lambda y: transpose(y)[0])
         vec, _ = self.vectors(theta)
         args = (vec, self.plan, self.grid, self.geometry.det_shape)
-        return (lambda v: forward_project(v, *args)), (lambda y: adjoint_project(y, *args))
+        views = self.views
+        return (lambda v: forward_project(v, *args, views=views)), (lambda y: adjoint_project(y, *args, views=views))
 
 
 def _cgls(fwd, adj, data, x0, iterations: int, batched: bool = False):
@@ -208,8 +216,8 @@ class _Level:
     @classmethod
     def make(cls, b, geometry: Geometry, grid: VolumeGrid, names: tuple[str, ...],
              bounds: dict[str, tuple[float, float]]) -> _Level:
-        plan = _fixed_plan(geometry, grid, names, bounds)
-        return cls(_Model(geometry, grid, names, plan), jnp.asarray(b, jnp.float32), bounds)
+        plan, groups = _fixed_plan(geometry, grid, names, bounds)
+        return cls(_Model(geometry, grid, names, plan, groups), jnp.asarray(b, jnp.float32), bounds)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -245,8 +253,8 @@ def _move_detector(vec, g0: Geometry, d_roll_deg, d_u):
 
 
 def _fixed_plan(geometry: Geometry, grid: VolumeGrid, names: tuple[str, ...],
-                bounds: dict[str, tuple[float, float]]) -> Plan | None:
-    """A concrete projector plan valid for every θ within ``bounds``, or None if there is none.
+                bounds: dict[str, tuple[float, float]]) -> tuple[Plan | None, tuple[int, ...] | None]:
+    """A concrete projector plan valid for every θ within ``bounds`` and each view's stack, or (None, None).
 
     The projector's plan (view groups by dominant axis, intermediate-plane sizes) depends on θ only through
     the rays (tilt, COR), not on the detector (roll, u offset). When every view keeps its group over the
@@ -261,10 +269,9 @@ def _fixed_plan(geometry: Geometry, grid: VolumeGrid, names: tuple[str, ...],
         samples.append(np.asarray(geometry.replace(**changes).vectors()))
     groups = [dominant_axes(v, grid, geometry.beam) for v in samples]
     if any(not np.array_equal(g, groups[0]) for g in groups):
-        return None
+        return None, None
     union = make_plan(Geometry.from_vectors(np.concatenate(samples), geometry.det_shape, geometry.beam), grid)
-    return dataclasses.replace(union, groups=tuple(tuple(int(i) for i in np.nonzero(groups[0] == k)[0])
-                                                   for k in range(3)))
+    return union, tuple(int(k) for k in groups[0])
 
 
 def _apply(geometry: Geometry, names: tuple[str, ...], theta: np.ndarray) -> Geometry:
