@@ -305,3 +305,19 @@ def test_any_tilt_backprojection_plan_gives_the_exact_plan_result():
     np.testing.assert_allclose(np.asarray(Projector(g, grid).backproject(y)),
                                np.asarray(backproject(y, g.vectors(), exact, grid, g.det_shape)), rtol=1e-5,
                                atol=1e-6)
+
+
+def test_changing_the_input_array_after_the_call_does_not_change_the_result():
+    # CPU devices read a caller's numpy array in place; the Projector must be done with it before returning
+    grid = VolumeGrid((24, 32, 32), 1.0)
+    P = Projector(_geometry("parallel", 30.0, n_views=24, det=40), grid, devices=jax.devices()[:1])
+    x = np.full(grid.shape, MU, np.float32)
+    expected = np.asarray(P.forward(x.copy()))
+    proj = P.forward(x)
+    x[:] = 0.0
+    np.testing.assert_allclose(np.asarray(proj), expected, rtol=1e-6)
+    y = np.ones(P.proj_shape, np.float32)
+    expected = np.asarray(P.adjoint(y.copy()))
+    vol = P.adjoint(y)
+    y[:] = 0.0
+    np.testing.assert_allclose(np.asarray(vol), expected, rtol=1e-6)

@@ -171,8 +171,9 @@ class _Shard(NamedTuple):
 class Projector:
     """Forward, adjoint and backprojection for one :class:`Geometry` on one :class:`VolumeGrid`.
 
-    Compiled once per (geometry without its tilt, grid, view count): geometries that differ only in tilt
-    share compilations. Inputs may be numpy or JAX arrays; outputs are float32 JAX arrays. Volumes are μ in
+    Compiled once per (geometry, grid); parallel-beam geometries that differ only in tilt share their
+    compilations, and so do the backprojectors of any beam. Inputs may be numpy or JAX arrays (numpy arrays
+    are read in place on CPU devices); outputs are float32 JAX arrays. Volumes are μ in
     1/mm with shape ``grid.shape``; projections have shape (n_views, rows, cols).
     """
 
@@ -223,6 +224,7 @@ class Projector:
         if self._shards is None or isinstance(vol, jax.core.Tracer):
             return forward_project(vol, self._vectors, self._plan, self.grid, self.geometry.det_shape,
                                    views=self._views)
+        user_array = not isinstance(vol, jax.Array)
         host = _host_view(vol)
         vol = host if host is not None else vol
         # all copies before any compute. A host array is shared by the CPU devices without copying, and so
@@ -236,6 +238,7 @@ class Projector:
                   for s in self._shards]
         outs = [s.fns[0](x, s.vectors, views=s.views, swapped=xs)
                 for (x, xs), s in zip(inputs, self._shards, strict=True)]
+        _wait_if_shared(outs, user_array)
         del inputs, swapped
         return _gather(outs, concat=True)
 
@@ -263,6 +266,7 @@ class Projector:
         if isinstance(proj, jax.core.Tracer):
             fn = (adjoint_project, backproject)[which - 1]
             return fn(proj, self._vectors, self._plan, self.grid, self.geometry.det_shape, views=self._views)
+        user_array = not isinstance(proj, jax.Array)
         host = _host_view(proj)
         proj = host if host is not None else proj
         # slice and place every shard's views before launching any shard: a slice of a device array queued
@@ -272,8 +276,16 @@ class Projector:
             inputs.append(jax.device_put(proj[start:start + s.vectors.shape[0]], s.device))
             start += s.vectors.shape[0]
         outs = [s.fns[which](x, s.vectors, views=s.views) for x, s in zip(inputs, self._shards, strict=True)]
+        _wait_if_shared(outs, user_array)
         del inputs
         return _gather(outs, concat=False)
+
+
+def _wait_if_shared(outs, user_array: bool) -> None:
+    """Wait for the shards when they read a caller's numpy array in place (CPU devices do not copy it), so
+    that changing that array after the call cannot change the result."""
+    if user_array:
+        jax.block_until_ready(outs)
 
 
 def _host_view(arr) -> np.ndarray | None:
