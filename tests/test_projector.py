@@ -173,6 +173,8 @@ def test_grad_with_respect_to_volume_matches_adjoint():
     x = np.random.default_rng(2).random(grid.shape).astype(np.float32)
     grad = jax.grad(lambda v: jnp.sum(P.forward(v) * y))(jnp.asarray(x))
     np.testing.assert_allclose(np.asarray(grad), np.asarray(P.adjoint(y)), rtol=1e-4, atol=1e-4)
+    jitted = jax.jit(jax.grad(lambda v: jnp.sum(P.forward(v) * y)))(jnp.asarray(x))   # also inside jit
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(grad), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("beam", ["parallel", "cone"])

@@ -76,15 +76,24 @@ def forward_project(vol, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch
 
 
 def _traceable_views(views: ViewOrder, has_x: bool) -> tuple[ViewOrder, bool]:
-    """``views`` as JAX arrays; ``has_x`` also False when concrete counts show no x-dominant view."""
+    """``views`` with the order as a JAX array (numpy counts stay numpy: see :func:`_groups`); ``has_x``
+    also False when concrete counts show no x-dominant view."""
     if isinstance(views.counts, np.ndarray):
         has_x = has_x and bool(views.counts[GROUP_ORDER.index(2)] > 0)
-    return ViewOrder(jnp.asarray(views.order, jnp.int32), jnp.asarray(views.counts, jnp.int32)), has_x
+    return ViewOrder(jnp.asarray(views.order, jnp.int32), views.counts), has_x
 
 
 def _groups(views: ViewOrder):
-    """(k, first, end) positions in ``views.order`` of each stack's views, in ``GROUP_ORDER``."""
-    counts = jnp.asarray(views.counts, jnp.int32)
+    """(k, first, end) positions in ``views.order`` of each stack's views, in ``GROUP_ORDER``.
+
+    Python ints when the counts are numpy, so that the view loops have static bounds and reverse-mode
+    differentiation works under ``jax.jit`` too; traced values when the counts are data (compiled Projector).
+    """
+    counts = views.counts
+    if isinstance(counts, np.ndarray):
+        ends = np.cumsum(counts)
+        return [(k, int(ends[g] - counts[g]), int(ends[g])) for g, k in enumerate(GROUP_ORDER)]
+    counts = jnp.asarray(counts, jnp.int32)
     ends = jnp.cumsum(counts)
     return [(k, ends[g] - counts[g], ends[g]) for g, k in enumerate(GROUP_ORDER)]
 
