@@ -62,6 +62,11 @@ def view_order(vectors: np.ndarray, grid: VolumeGrid, beam: str) -> ViewOrder:
     return group_views(dominant_axes(vectors, grid, beam))
 
 
+def has_x_views(views: ViewOrder) -> bool:
+    """Whether concrete ``views`` include x-dominant ones (stack 2, which reads the swapped volume)."""
+    return bool(np.asarray(views.counts)[GROUP_ORDER.index(2)] > 0)
+
+
 def group_views(stack_of_view) -> ViewOrder:
     """Views grouped by a given stack index per view."""
     k = np.asarray(stack_of_view)

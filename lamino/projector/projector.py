@@ -26,7 +26,7 @@ from jax import lax
 from lamino import _jax
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.projector import _shearwarp as sw
-from lamino.projector._plan import GROUP_ORDER, Plan, ViewOrder, make_plan, view_order
+from lamino.projector._plan import GROUP_ORDER, Plan, ViewOrder, has_x_views, make_plan, view_order
 
 
 def _dominant_k(vec, grid: VolumeGrid, beam: str):
@@ -67,11 +67,10 @@ def forward_project(vol, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch
             continue
 
         def step(t, out, project=project, lo=lo, hi=hi):      # ``batch`` views side by side (GPU)
-            i = lo + t * batch + jnp.arange(batch)
-            j = views.order[jnp.minimum(i, hi - 1)]
-            return out.at[jnp.where(i < hi, j, out.shape[0])].set(jax.vmap(project)(vectors[j]), mode="drop")
+            j, valid = _batch_views(views, lo, hi, t, batch)
+            return out.at[jnp.where(valid, j, out.shape[0])].set(jax.vmap(project)(vectors[j]), mode="drop")
 
-        out = lax.fori_loop(0, (hi - lo + batch - 1) // batch, step, out)
+        out = lax.fori_loop(0, _n_batches(lo, hi, batch), step, out)
     return out
 
 
@@ -79,7 +78,7 @@ def _traceable_views(views: ViewOrder, has_x: bool) -> tuple[ViewOrder, bool]:
     """``views`` with the order as a JAX array (numpy counts stay numpy: see :func:`_groups`); ``has_x``
     also False when concrete counts show no x-dominant view."""
     if isinstance(views.counts, np.ndarray):
-        has_x = has_x and bool(views.counts[GROUP_ORDER.index(2)] > 0)
+        has_x = has_x and has_x_views(views)
     return ViewOrder(jnp.asarray(views.order, jnp.int32), views.counts), has_x
 
 
@@ -96,6 +95,17 @@ def _groups(views: ViewOrder):
     counts = jnp.asarray(counts, jnp.int32)
     ends = jnp.cumsum(counts)
     return [(k, ends[g] - counts[g], ends[g]) for g, k in enumerate(GROUP_ORDER)]
+
+
+def _n_batches(lo, hi, batch: int):
+    """Steps of ``batch`` views that cover positions [lo, hi) of a view order."""
+    return (hi - lo + batch - 1) // batch
+
+
+def _batch_views(views: ViewOrder, lo, hi, t, batch: int):
+    """View indices of batch step ``t`` over positions [lo, hi), and which are real (the tail repeats the last)."""
+    i = lo + t * batch + jnp.arange(batch)
+    return views.order[jnp.minimum(i, hi - 1)], i < hi
 
 
 def _accumulate(proj, vectors, plan: Plan, grid: VolumeGrid, per_view, views: ViewOrder, batch: int = 1,
@@ -123,13 +133,12 @@ def _accumulate(proj, vectors, plan: Plan, grid: VolumeGrid, per_view, views: Vi
             acc = lax.fori_loop(lo, hi, one, start)
         else:               # ``batch`` views side by side (GPU); views past the group's end add zero
             def step(t, acc, st=st, shape=shape, lo=lo, hi=hi):
-                i = lo + t * batch + jnp.arange(batch)
-                j = views.order[jnp.minimum(i, hi - 1)]
-                p = jnp.where((i < hi)[:, None, None], proj[j], 0.0)
+                j, valid = _batch_views(views, lo, hi, t, batch)
+                p = jnp.where(valid[:, None, None], proj[j], 0.0)
                 parts = jax.vmap(lambda p, v: per_view(jnp.zeros(shape, jnp.float32), p, v, st))(p, vectors[j])
                 return acc + jnp.sum(parts, axis=0)
 
-            acc = lax.fori_loop(0, (hi - lo + batch - 1) // batch, step, start)
+            acc = lax.fori_loop(0, _n_batches(lo, hi, batch), step, start)
         vol = sw.volume_from_source(acc, k)
     return vol if vol is not None else jnp.zeros(grid.shape, jnp.float32)
 
@@ -182,8 +191,8 @@ class Projector:
 
     Compiled once per (geometry, grid); parallel-beam geometries that differ only in tilt share their
     compilations, and so do the backprojectors of any beam. Inputs may be numpy or JAX arrays (numpy arrays
-    are read in place on CPU devices); outputs are float32 JAX arrays. Volumes are μ in
-    1/mm with shape ``grid.shape``; projections have shape (n_views, rows, cols).
+    are read in place on CPU devices); outputs are float32 JAX arrays. Volumes are μ in 1/mm with shape
+    ``grid.shape``; projections have shape (n_views, rows, cols).
     """
 
     def __init__(self, geometry: Geometry, grid: VolumeGrid, *, devices=None, views_per_batch: int | None = None):
@@ -214,10 +223,10 @@ class Projector:
         parts = [p for p in np.array_split(np.arange(geometry.n_views), len(devices)) if p.size]
         self._shards = []
         for dev, idx in zip(devices, parts, strict=False):
-            order, counts = view_order(vectors[idx], grid, geometry.beam)
-            has_x = bool(counts[GROUP_ORDER.index(2)] > 0)
+            views = view_order(vectors[idx], grid, geometry.beam)
+            has_x = has_x_views(views)
             self._shards.append(_Shard(dev, jax.device_put(vectors[idx], dev),
-                                       ViewOrder(jax.device_put(order, dev), jax.device_put(counts, dev)), has_x,
+                                       ViewOrder(*(jax.device_put(a, dev) for a in views)), has_x,
                                        _compiled(self._plan, bp_plan, grid, geometry.det_shape, views_per_batch,
                                                  has_x)))
 
