@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from lamino.projector import _native
 from lamino.projector._plan import STACK_AXES, StackPlan, cone_slice_maps
 
 
@@ -226,7 +227,17 @@ def slice_ranges(params, st: StackPlan, beam: str):
 # ---------------------------------------------------------------------------------------------- per view
 def forward_view(src, vec, st: StackPlan, beam: str, det_shape):
     """Line integrals (rows, cols) of one view from the slice source of its stack (:func:`slice_source`)."""
-    params = slice_params(vec, st, beam)
+    return warp_to_detector(_slice_sum(src, slice_params(vec, st, beam), st, beam), vec, st, beam, det_shape)
+
+
+def warp_to_detector(plane, vec, st: StackPlan, beam: str, det_shape):
+    """The view's line integrals (rows, cols) from its intermediate plane (the warp, times the step L)."""
+    ia, ib, step = detector_to_plane(vec, st, beam, det_shape)
+    return step * sample_plane(plane, ia, ib)
+
+
+def _slice_sum(src, params, st: StackPlan, beam: str):
+    """The intermediate plane of one view: every slice shifted (and zoomed) onto it and summed."""
     plane = jnp.zeros(st.inter, jnp.float32)
     for count, index, region in slice_ranges(params, st, beam):
         def body(t, plane, index=index, region=region):
@@ -236,16 +247,20 @@ def forward_view(src, vec, st: StackPlan, beam: str, det_shape):
             return add_slice(plane, sl, tuple(q[s] for q in params), st, beam, region)
 
         plane = lax.fori_loop(0, count, body, plane)
+    return plane
+
+
+def plane_cotangent(proj, vec, st: StackPlan, beam: str, det_shape):
+    """Transpose of :func:`warp_to_detector`: the intermediate plane (H_a, H_b) of one view's ``proj``."""
     ia, ib, step = detector_to_plane(vec, st, beam, det_shape)
-    return step * sample_plane(plane, ia, ib)
+    zero_plane = jnp.zeros(st.inter, jnp.float32)
+    _, warp_t = jax.vjp(lambda pl: sample_plane(pl, ia, ib), zero_plane)
+    return warp_t(step * proj)[0]
 
 
 def adjoint_view(src_ct, proj, vec, st: StackPlan, beam: str, det_shape):
     """Add the exact transpose of :func:`forward_view` applied to ``proj`` (rows, cols) into ``src_ct``."""
-    ia, ib, step = detector_to_plane(vec, st, beam, det_shape)
-    zero_plane = jnp.zeros(st.inter, jnp.float32)
-    _, warp_t = jax.vjp(lambda pl: sample_plane(pl, ia, ib), zero_plane)
-    (plane_ct,) = warp_t(step * proj)
+    plane_ct = plane_cotangent(proj, vec, st, beam, det_shape)
     params = slice_params(vec, st, beam)
     sl0 = jnp.zeros((st.n[1] + 2, st.n[2] + 2), jnp.float32)
 
@@ -265,11 +280,12 @@ def adjoint_view(src_ct, proj, vec, st: StackPlan, beam: str, det_shape):
     return src_ct
 
 
-def backproject_view(src_acc, proj, vec, st: StackPlan, beam: str, det_shape, voxel_volume: float):
-    """Voxel-driven backprojection of one view into an accumulator laid out as stack k's slice source.
+def backproject_plane(proj, vec, st: StackPlan, beam: str, det_shape, voxel_volume: float):
+    """The detector values, weighted, at every intermediate-plane point of one view (H_a, H_b).
 
     Each voxel takes the detector value at its projection, weighted so that on smooth data it equals the
     adjoint: w = V_voxel · |D − S|² / (|(u × v) · r̂| · |P − S|²) (parallel beam: V_voxel / |(u × v) · d̂|).
+    The plane is then read back by each slice (:func:`backproject_view`).
     """
     src, det, u, v = view_frame(vec, st, beam)
     normal = jnp.cross(u, v)
@@ -298,10 +314,15 @@ def backproject_view(src_acc, proj, vec, st: StackPlan, beam: str, det_shape, vo
     weight = voxel_volume * ray_len / jnp.abs(ray_n)
     if beam == "cone":
         weight = weight * ((1 + lam) ** 2)          # (|D − S| / |P − S|)² with D = P + λ·(P − S)
-    plane = weight * sample_plane(proj, row, col)
+    return weight * sample_plane(proj, row, col)
+
+
+def backproject_view(src_acc, proj, vec, st: StackPlan, beam: str, det_shape, voxel_volume: float):
+    """Voxel-driven backprojection of one view into an accumulator laid out as stack k's slice source."""
+    plane = backproject_plane(proj, vec, st, beam, det_shape, voxel_volume)
+    params = slice_params(vec, st, beam)
     if beam == "cone":
         plane = jnp.pad(plane, 1)
-    params = slice_params(vec, st, beam)
 
     def body(s, acc):
         p = tuple(q[s] for q in params)
@@ -309,6 +330,32 @@ def backproject_view(src_acc, proj, vec, st: StackPlan, beam: str, det_shape, vo
         return add_to_slice(acc, vals, s, st.k)
 
     return lax.fori_loop(0, st.n[0], body, src_acc)
+
+
+# ---------------------------------------------------------------------------------------------- native, batched
+# Cone beam on CPU devices: the slice loops of a batch of views run in the native kernels (``_native``), which
+# read (or update) the volume once per batch; the warps stay in JAX. Concrete data only (no derivatives).
+def _cone_params(vecs, st: StackPlan):
+    """(n_views, n_c, 3) per-view, per-slice (λ, κ_a, κ_b)."""
+    return jax.vmap(lambda v: jnp.stack(cone_maps(v, st), axis=1))(vecs)
+
+
+def forward_views_native(src, vecs, st: StackPlan, det_shape):
+    """:func:`forward_view` of cone-beam views ``vecs`` (n, 12): (n, rows, cols)."""
+    planes = _native.zoom_sum(src, _cone_params(vecs, st), _slice_axis(st.k), st.inter)
+    return jax.vmap(lambda pl, v: warp_to_detector(pl, v, st, "cone", det_shape))(planes, vecs)
+
+
+def adjoint_views_native(src_ct, projs, vecs, st: StackPlan, det_shape):
+    """:func:`adjoint_view` of cone-beam views ``vecs`` (n, 12) and their ``projs`` (n, rows, cols), summed."""
+    planes = jax.vmap(lambda p, v: plane_cotangent(p, v, st, "cone", det_shape))(projs, vecs)
+    return _native.zoom_sum_transpose(src_ct, planes, _cone_params(vecs, st), _slice_axis(st.k))
+
+
+def backproject_views_native(src_acc, projs, vecs, st: StackPlan, det_shape, voxel_volume: float):
+    """:func:`backproject_view` of cone-beam views ``vecs`` (n, 12) and their ``projs``, summed."""
+    planes = jax.vmap(lambda p, v: backproject_plane(p, v, st, "cone", det_shape, voxel_volume))(projs, vecs)
+    return _native.zoom_gather(src_acc, planes, _cone_params(vecs, st), _slice_axis(st.k))
 
 
 def _gather_zoom(plane_p, lam, k_a, k_b, st: StackPlan):

@@ -25,6 +25,7 @@ from jax import lax
 
 from lamino import _jax
 from lamino.geometry import Geometry, VolumeGrid
+from lamino.projector import _native
 from lamino.projector import _shearwarp as sw
 from lamino.projector._plan import GROUP_ORDER, Plan, ViewOrder, has_x_views, make_plan, view_order
 
@@ -36,12 +37,14 @@ def _dominant_k(vec, grid: VolumeGrid, beam: str):
 
 
 def forward_project(vol, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1,
-                    views: ViewOrder | None = None, swapped=None, has_x: bool = True):
+                    views: ViewOrder | None = None, swapped=None, has_x: bool = True, native: bool = False):
     """Line integrals (n_views, rows, cols) of ``vol`` for per-view 12-vectors (traceable in both).
 
     ``views``: the views grouped by stack (:func:`_plan.view_order`); None decides each view's stack at run
     time (a traced geometry). ``swapped``: the volume's (nz, nx, ny) copy that x-dominant views read, if
     made already. ``has_x``: False when ``views`` has no x-dominant view (that copy is then not made).
+    ``native``: cone beam on CPU devices, ``batch`` views at a time through the native slice kernels
+    (concrete inputs only).
     """
     vol = jnp.asarray(vol, jnp.float32)
     vectors = jnp.asarray(vectors, jnp.float32)
@@ -58,7 +61,9 @@ def forward_project(vol, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch
             continue
         src = (swapped if swapped is not None else sw.slice_source(vol, 2)) if k == 2 else vol
         project = functools.partial(view, src, st=plan.stacks[k])
-        if batch <= 1:
+        project_batch = (functools.partial(sw.forward_views_native, src, st=plan.stacks[k], det_shape=det_shape)
+                         if native else jax.vmap(project))
+        if batch <= 1 and not native:
             def one(i, out, project=project):
                 j = views.order[i]
                 return lax.dynamic_update_index_in_dim(out, project(vectors[j]), j, 0)
@@ -66,9 +71,9 @@ def forward_project(vol, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch
             out = lax.fori_loop(lo, hi, one, out)
             continue
 
-        def step(t, out, project=project, lo=lo, hi=hi):      # ``batch`` views side by side (GPU)
+        def step(t, out, project_batch=project_batch, lo=lo, hi=hi):    # ``batch`` views at a time
             j, valid = _batch_views(views, lo, hi, t, batch)
-            return out.at[jnp.where(valid, j, out.shape[0])].set(jax.vmap(project)(vectors[j]), mode="drop")
+            return out.at[jnp.where(valid, j, out.shape[0])].set(project_batch(vectors[j]), mode="drop")
 
         out = lax.fori_loop(0, _n_batches(lo, hi, batch), step, out)
     return out
@@ -109,13 +114,14 @@ def _batch_views(views: ViewOrder, lo, hi, t, batch: int):
 
 
 def _accumulate(proj, vectors, plan: Plan, grid: VolumeGrid, per_view, views: ViewOrder, batch: int = 1,
-                has_x: bool = True):
+                has_x: bool = True, per_batch=None):
     """Σ over views of ``per_view(acc, proj_v, vec_v, stack_plan)``, returned as a (nz, ny, nx) volume.
 
     ``acc`` is laid out as the view's slice source (:func:`_shearwarp.slice_source`). The x-dominant views
     (k = 2, swapped layout) are summed first and swapped once; the others then add into that volume in
     place, so at most two volume-sized buffers are live. With ``batch`` > 1, each step adds the contributions
-    of ``batch`` views computed side by side (GPU).
+    of ``batch`` views computed side by side (GPU). ``per_batch(acc, projs, vecs, stack_plan)``, if given,
+    adds a whole batch in place instead (the native CPU kernels).
     """
     views, has_x = _traceable_views(views, has_x)
     vol = None
@@ -125,7 +131,13 @@ def _accumulate(proj, vectors, plan: Plan, grid: VolumeGrid, per_view, views: Vi
         st = plan.stacks[k]
         shape = grid.shape if k != 2 else (grid.shape[0], grid.shape[2], grid.shape[1])
         start = vol if vol is not None else jnp.zeros(shape, jnp.float32)
-        if batch <= 1:      # one view per step, its projection read in place
+        if per_batch is not None:   # ``batch`` views per step, added in place; views past the end add zero
+            def step(t, acc, st=st, lo=lo, hi=hi):
+                j, valid = _batch_views(views, lo, hi, t, batch)
+                return per_batch(acc, jnp.where(valid[:, None, None], proj[j], 0.0), vectors[j], st)
+
+            acc = lax.fori_loop(0, _n_batches(lo, hi, batch), step, start)
+        elif batch <= 1:    # one view per step, its projection read in place
             def one(i, acc, st=st):
                 j = views.order[i]
                 return per_view(acc, proj[j], vectors[j], st)
@@ -153,20 +165,25 @@ def _concrete_views(views: ViewOrder | None, vectors, plan: Plan, grid: VolumeGr
 
 
 def adjoint_project(proj, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1,
-                    views: ViewOrder | None = None, has_x: bool = True):
+                    views: ViewOrder | None = None, has_x: bool = True, native: bool = False):
     """Exact transpose of :func:`forward_project` (views grouped by stack, given or from concrete vectors)."""
     views = _concrete_views(views, vectors, plan, grid, "adjoint_project")
     per_view = functools.partial(_adjoint_view, beam=plan.beam, det_shape=det_shape)
+    per_batch = functools.partial(_adjoint_views_native, det_shape=det_shape) if native else None
     return _accumulate(jnp.asarray(proj, jnp.float32), jnp.asarray(vectors, jnp.float32), plan, grid,
-                       per_view, views, batch=batch, has_x=has_x)
+                       per_view, views, batch=batch, has_x=has_x, per_batch=per_batch)
 
 
 def _adjoint_view(acc, p, v, st, beam, det_shape):
     return sw.adjoint_view(acc, p, v, st, beam, det_shape)
 
 
+def _adjoint_views_native(acc, p, v, st, det_shape):
+    return sw.adjoint_views_native(acc, p, v, st, det_shape)
+
+
 def backproject(proj, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1,
-                views: ViewOrder | None = None, has_x: bool = True):
+                views: ViewOrder | None = None, has_x: bool = True, native: bool = False):
     """Voxel-driven backprojection (views as in :func:`adjoint_project`); equals the adjoint on smooth data."""
     views = _concrete_views(views, vectors, plan, grid, "backproject")
     voxel_volume = float(np.prod(grid.voxel_size))
@@ -174,8 +191,14 @@ def backproject(proj, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: i
     def per_view(acc, p, v, st):
         return sw.backproject_view(acc, p, v, st, plan.beam, det_shape, voxel_volume)
 
+    def per_batch(acc, p, v, st):
+        return sw.backproject_views_native(acc, p, v, st, det_shape, voxel_volume)
+
     return _accumulate(jnp.asarray(proj, jnp.float32), jnp.asarray(vectors, jnp.float32), plan, grid,
-                       per_view, views, batch=batch, has_x=has_x)
+                       per_view, views, batch=batch, has_x=has_x, per_batch=per_batch if native else None)
+
+
+NATIVE_VIEWS_PER_BATCH = 4     # cone beam on CPU: views per native call (the volume is read once per call)
 
 
 class _Shard(NamedTuple):
@@ -216,8 +239,12 @@ class Projector:
         vectors = np.asarray(all_vectors, dtype=np.float32)
         self._views = view_order(vectors, grid, geometry.beam)     # for traced inputs (jax.grad of a caller)
         devices = list(devices) if devices is not None else _jax.compute_devices()
+        on_cpu = all(d.platform == "cpu" for d in devices)
+        # cone beam on CPU: the native slice kernels, when built. They serve the concrete inputs of the
+        # compiled functions (traced inputs take the differentiable XLA kernels), several views per call.
+        native = geometry.beam == "cone" and on_cpu and _native.available()
         if views_per_batch is None:
-            views_per_batch = 1 if devices[0].platform == "cpu" else 16
+            views_per_batch = (NATIVE_VIEWS_PER_BATCH if native else 1) if on_cpu else 16
         if isinstance(views_per_batch, bool) or not isinstance(views_per_batch, int) or views_per_batch < 1:
             raise ValueError(f"views_per_batch={views_per_batch!r} is not allowed: give an integer ≥ 1")
         parts = [p for p in np.array_split(np.arange(geometry.n_views), len(devices)) if p.size]
@@ -228,7 +255,7 @@ class Projector:
             self._shards.append(_Shard(dev, jax.device_put(vectors[idx], dev),
                                        ViewOrder(*(jax.device_put(a, dev) for a in views)), has_x,
                                        _compiled(self._plan, bp_plan, grid, geometry.det_shape, views_per_batch,
-                                                 has_x)))
+                                                 has_x, native)))
 
     # ----------------------------------------------------------------------------------- checks
     def _check(self, arr, shape, name):
@@ -348,14 +375,15 @@ def _swap_last_axes(vol):
     return sw.slice_source(vol, 2)
 
 
-def _compiled(plan: Plan, bp_plan: Plan, grid: VolumeGrid, det_shape, batch: int, has_x: bool):
+def _compiled(plan: Plan, bp_plan: Plan, grid: VolumeGrid, det_shape, batch: int, has_x: bool, native: bool):
     """Jitted forward / adjoint (``plan``) and backproject (``bp_plan``)."""
-    args = (grid, det_shape, batch, has_x)
+    args = (grid, det_shape, batch, has_x, native)
     return (_jitted(forward_project, plan, *args), _jitted(adjoint_project, plan, *args),
             _jitted(backproject, bp_plan, *args))
 
 
 @functools.lru_cache(maxsize=192)
-def _jitted(fn, plan: Plan, grid: VolumeGrid, det_shape, batch: int, has_x: bool):
+def _jitted(fn, plan: Plan, grid: VolumeGrid, det_shape, batch: int, has_x: bool, native: bool):
     """``fn`` jitted for one plan (cached: equal plans share one function and its compilations)."""
-    return jax.jit(functools.partial(fn, plan=plan, grid=grid, det_shape=det_shape, batch=batch, has_x=has_x))
+    return jax.jit(functools.partial(fn, plan=plan, grid=grid, det_shape=det_shape, batch=batch, has_x=has_x,
+                                     native=native))

@@ -1,0 +1,81 @@
+"""Native cone-beam slice kernels for XLA:CPU (``_cone_cpu.cc``, compiled at install), as JAX calls.
+
+The cone-beam projector resamples every slice by its own magnification; in XLA that is gathers, which XLA:CPU
+runs element by element. These XLA FFI custom calls do the same separable linear interpolation as
+``_shearwarp.zoom_contribution`` (forward), its exact transpose (adjoint) and ``_shearwarp._gather_zoom``
+(backprojection) with plain loops. They run on CPU devices only, on concrete data (they have no
+derivative rules: traced volumes and geometries use the XLA kernels), and only when the extension was built;
+``LAMINO_NATIVE=0`` switches them off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.util
+import os
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_TARGETS = {"LaminoConeZoomSum": "lamino_cone_zoom_sum", "LaminoConeZoomSumT": "lamino_cone_zoom_sum_t",
+            "LaminoConeZoomGather": "lamino_cone_zoom_gather"}
+
+
+def _library_path() -> Path | None:
+    spec = importlib.util.find_spec("lamino.projector._cone_cpu")
+    return Path(spec.origin) if spec is not None and spec.origin else None
+
+
+@functools.cache
+def available() -> bool:
+    """Whether the native kernels are built, registered and working (checked once, on a tiny problem)."""
+    if os.environ.get("LAMINO_NATIVE", "1") == "0":
+        return False
+    path = _library_path()
+    if path is None:
+        return False
+    try:
+        lib = ctypes.CDLL(str(path))
+        for symbol, target in _TARGETS.items():
+            jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+        cpu = jax.devices("cpu")[0]
+        with jax.default_device(cpu):
+            vol = jnp.ones((2, 3, 4), jnp.float32)
+            params = jnp.tile(jnp.array([1.0, 0.0, 0.0], jnp.float32), (1, 2, 1))
+            plane = zoom_sum(vol, params, 0, (3, 4))
+            ok = bool(jnp.allclose(plane, 2.0))
+    except Exception as err:        # a failed build or an FFI version mismatch: fall back to XLA
+        warnings.warn(f"lamino's native cone-beam kernels are not used ({err}); the XLA kernels run instead",
+                      RuntimeWarning, stacklevel=2)
+        return False
+    return ok
+
+
+def zoom_sum(src, params, slice_axis: int, inter: tuple[int, int]):
+    """Intermediate planes (n_views, H_a, H_b): Σ over slices of each slice zoomed by (λ, κ_a, κ_b).
+
+    ``src``: the slice source (slices along ``slice_axis`` 0 or 1, see ``_shearwarp.read_slice``);
+    ``params``: (n_views, n_c, 3) float32 per-view, per-slice (λ, κ_a, κ_b) as from ``_shearwarp.cone_maps``.
+    """
+    shape = (params.shape[0], *inter)
+    call = jax.ffi.ffi_call(_TARGETS["LaminoConeZoomSum"], jax.ShapeDtypeStruct(shape, jnp.float32))
+    return call(src, params, slice_axis=np.int64(slice_axis))
+
+
+def zoom_sum_transpose(acc, planes_ct, params, slice_axis: int):
+    """``acc`` + the exact transpose of :func:`zoom_sum` applied to ``planes_ct`` (updated in place)."""
+    call = jax.ffi.ffi_call(_TARGETS["LaminoConeZoomSumT"], jax.ShapeDtypeStruct(acc.shape, jnp.float32),
+                            input_output_aliases={0: 0})
+    return call(acc, planes_ct, params, slice_axis=np.int64(slice_axis))
+
+
+def zoom_gather(acc, planes, params, slice_axis: int):
+    """``acc`` + each slice read back from the planes (n_views, H_a, H_b) with density 1/λ² (backprojection),
+    summed over the views, in place."""
+    call = jax.ffi.ffi_call(_TARGETS["LaminoConeZoomGather"], jax.ShapeDtypeStruct(acc.shape, jnp.float32),
+                            input_output_aliases={0: 0})
+    return call(acc, planes, params, slice_axis=np.int64(slice_axis))
