@@ -20,6 +20,7 @@ def _xla_ffi_include() -> list[str]:
 setup(ext_modules=[Extension(
     "lamino.projector._cone_cpu",
     sources=["lamino/projector/_cone_cpu.cc"],
+    depends=["lamino/projector/_cone_cpu_kernels.h"],
     extra_compile_args=["-O3", "-std=c++17"]
     + [f"-isystem{d}" for d in _xla_ffi_include()],
     language="c++",

@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 _TARGETS = {"LaminoConeZoomSum": "lamino_cone_zoom_sum", "LaminoConeZoomSumT": "lamino_cone_zoom_sum_t",
-            "LaminoConeZoomGather": "lamino_cone_zoom_gather"}
+            "LaminoConeZoomGather": "lamino_cone_zoom_gather", "LaminoBilinearSample": "lamino_bilinear_sample",
+            "LaminoBilinearScatter": "lamino_bilinear_scatter"}
 
 
 def _library_path() -> Path | None:
@@ -79,3 +80,17 @@ def zoom_gather(acc, planes, params, slice_axis: int):
     call = jax.ffi.ffi_call(_TARGETS["LaminoConeZoomGather"], jax.ShapeDtypeStruct(acc.shape, jnp.float32),
                             input_output_aliases={0: 0})
     return call(acc, planes, params, slice_axis=np.int64(slice_axis))
+
+
+def bilinear_sample(images, rows, cols):
+    """Bilinear samples (n, ...) of images (n, H, W) at fractional (rows, cols) (n, ...), zero outside: the
+    native form of ``_shearwarp.sample_plane``."""
+    call = jax.ffi.ffi_call(_TARGETS["LaminoBilinearSample"], jax.ShapeDtypeStruct(rows.shape, jnp.float32))
+    return call(images, rows, cols)
+
+
+def bilinear_scatter(values, rows, cols, shape: tuple[int, int]):
+    """Transpose of :func:`bilinear_sample`: images (n, *shape) from values (n, ...) at (rows, cols)."""
+    call = jax.ffi.ffi_call(_TARGETS["LaminoBilinearScatter"],
+                            jax.ShapeDtypeStruct((values.shape[0], *shape), jnp.float32))
+    return call(values, rows, cols)

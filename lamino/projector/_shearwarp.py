@@ -227,11 +227,7 @@ def slice_ranges(params, st: StackPlan, beam: str):
 # ---------------------------------------------------------------------------------------------- per view
 def forward_view(src, vec, st: StackPlan, beam: str, det_shape):
     """Line integrals (rows, cols) of one view from the slice source of its stack (:func:`slice_source`)."""
-    return warp_to_detector(_slice_sum(src, slice_params(vec, st, beam), st, beam), vec, st, beam, det_shape)
-
-
-def warp_to_detector(plane, vec, st: StackPlan, beam: str, det_shape):
-    """The view's line integrals (rows, cols) from its intermediate plane (the warp, times the step L)."""
+    plane = _slice_sum(src, slice_params(vec, st, beam), st, beam)
     ia, ib, step = detector_to_plane(vec, st, beam, det_shape)
     return step * sample_plane(plane, ia, ib)
 
@@ -250,17 +246,12 @@ def _slice_sum(src, params, st: StackPlan, beam: str):
     return plane
 
 
-def plane_cotangent(proj, vec, st: StackPlan, beam: str, det_shape):
-    """Transpose of :func:`warp_to_detector`: the intermediate plane (H_a, H_b) of one view's ``proj``."""
+def adjoint_view(src_ct, proj, vec, st: StackPlan, beam: str, det_shape):
+    """Add the exact transpose of :func:`forward_view` applied to ``proj`` (rows, cols) into ``src_ct``."""
     ia, ib, step = detector_to_plane(vec, st, beam, det_shape)
     zero_plane = jnp.zeros(st.inter, jnp.float32)
     _, warp_t = jax.vjp(lambda pl: sample_plane(pl, ia, ib), zero_plane)
-    return warp_t(step * proj)[0]
-
-
-def adjoint_view(src_ct, proj, vec, st: StackPlan, beam: str, det_shape):
-    """Add the exact transpose of :func:`forward_view` applied to ``proj`` (rows, cols) into ``src_ct``."""
-    plane_ct = plane_cotangent(proj, vec, st, beam, det_shape)
+    (plane_ct,) = warp_t(step * proj)
     params = slice_params(vec, st, beam)
     sl0 = jnp.zeros((st.n[1] + 2, st.n[2] + 2), jnp.float32)
 
@@ -280,12 +271,12 @@ def adjoint_view(src_ct, proj, vec, st: StackPlan, beam: str, det_shape):
     return src_ct
 
 
-def backproject_plane(proj, vec, st: StackPlan, beam: str, det_shape, voxel_volume: float):
-    """The detector values, weighted, at every intermediate-plane point of one view (H_a, H_b).
+def plane_to_detector(vec, st: StackPlan, beam: str, det_shape, voxel_volume: float):
+    """Where every intermediate-plane point projects on the detector, as (row, col) pixel indices, and the
+    backprojection weight there, each (H_a, H_b).
 
     Each voxel takes the detector value at its projection, weighted so that on smooth data it equals the
     adjoint: w = V_voxel · |D − S|² / (|(u × v) · r̂| · |P − S|²) (parallel beam: V_voxel / |(u × v) · d̂|).
-    The plane is then read back by each slice (:func:`backproject_view`).
     """
     src, det, u, v = view_frame(vec, st, beam)
     normal = jnp.cross(u, v)
@@ -314,12 +305,14 @@ def backproject_plane(proj, vec, st: StackPlan, beam: str, det_shape, voxel_volu
     weight = voxel_volume * ray_len / jnp.abs(ray_n)
     if beam == "cone":
         weight = weight * ((1 + lam) ** 2)          # (|D − S| / |P − S|)² with D = P + λ·(P − S)
-    return weight * sample_plane(proj, row, col)
+    return row, col, weight
 
 
 def backproject_view(src_acc, proj, vec, st: StackPlan, beam: str, det_shape, voxel_volume: float):
-    """Voxel-driven backprojection of one view into an accumulator laid out as stack k's slice source."""
-    plane = backproject_plane(proj, vec, st, beam, det_shape, voxel_volume)
+    """Voxel-driven backprojection of one view into an accumulator laid out as stack k's slice source: the
+    detector values at the plane points (:func:`plane_to_detector`), read back by every slice."""
+    row, col, weight = plane_to_detector(vec, st, beam, det_shape, voxel_volume)
+    plane = weight * sample_plane(proj, row, col)
     params = slice_params(vec, st, beam)
     if beam == "cone":
         plane = jnp.pad(plane, 1)
@@ -330,6 +323,15 @@ def backproject_view(src_acc, proj, vec, st: StackPlan, beam: str, det_shape, vo
         return add_to_slice(acc, vals, s, st.k)
 
     return lax.fori_loop(0, st.n[0], body, src_acc)
+
+
+def _gather_zoom(plane_p, lam, k_a, k_b, st: StackPlan):
+    """Voxel values of one slice read from the (one-padded) plane, cone beam, with density 1/λ²."""
+    pos_a = (jnp.arange(st.n[1], dtype=jnp.float32) - k_a) / lam
+    pos_b = (jnp.arange(st.n[2], dtype=jnp.float32) - k_b) / lam
+    rows = _axis_interp_rows(plane_p, pos_a, st.inter[0])
+    vals = _axis_interp_rows(rows.T, pos_b, st.inter[1]).T
+    return vals / (lam * lam)
 
 
 # ---------------------------------------------------------------------------------------------- native, batched
@@ -343,25 +345,19 @@ def _cone_params(vecs, st: StackPlan):
 def forward_views_native(src, vecs, st: StackPlan, det_shape):
     """:func:`forward_view` of cone-beam views ``vecs`` (n, 12): (n, rows, cols)."""
     planes = _native.zoom_sum(src, _cone_params(vecs, st), _slice_axis(st.k), st.inter)
-    return jax.vmap(lambda pl, v: warp_to_detector(pl, v, st, "cone", det_shape))(planes, vecs)
+    ia, ib, step = jax.vmap(lambda v: detector_to_plane(v, st, "cone", det_shape))(vecs)
+    return step * _native.bilinear_sample(planes, ia, ib)
 
 
 def adjoint_views_native(src_ct, projs, vecs, st: StackPlan, det_shape):
     """:func:`adjoint_view` of cone-beam views ``vecs`` (n, 12) and their ``projs`` (n, rows, cols), summed."""
-    planes = jax.vmap(lambda p, v: plane_cotangent(p, v, st, "cone", det_shape))(projs, vecs)
+    ia, ib, step = jax.vmap(lambda v: detector_to_plane(v, st, "cone", det_shape))(vecs)
+    planes = _native.bilinear_scatter(step * projs, ia, ib, st.inter)
     return _native.zoom_sum_transpose(src_ct, planes, _cone_params(vecs, st), _slice_axis(st.k))
 
 
 def backproject_views_native(src_acc, projs, vecs, st: StackPlan, det_shape, voxel_volume: float):
     """:func:`backproject_view` of cone-beam views ``vecs`` (n, 12) and their ``projs``, summed."""
-    planes = jax.vmap(lambda p, v: backproject_plane(p, v, st, "cone", det_shape, voxel_volume))(projs, vecs)
+    row, col, weight = jax.vmap(lambda v: plane_to_detector(v, st, "cone", det_shape, voxel_volume))(vecs)
+    planes = weight * _native.bilinear_sample(projs, row, col)
     return _native.zoom_gather(src_acc, planes, _cone_params(vecs, st), _slice_axis(st.k))
-
-
-def _gather_zoom(plane_p, lam, k_a, k_b, st: StackPlan):
-    """Voxel values of one slice read from the (one-padded) plane, cone beam, with density 1/λ²."""
-    pos_a = (jnp.arange(st.n[1], dtype=jnp.float32) - k_a) / lam
-    pos_b = (jnp.arange(st.n[2], dtype=jnp.float32) - k_b) / lam
-    rows = _axis_interp_rows(plane_p, pos_a, st.inter[0])
-    vals = _axis_interp_rows(rows.T, pos_b, st.inter[1]).T
-    return vals / (lam * lam)
