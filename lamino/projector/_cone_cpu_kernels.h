@@ -253,11 +253,15 @@ ffi::Error ZoomSumT(ffi::Buffer<ffi::F32> acc, ffi::Buffer<ffi::F32> planes_ct, 
         float* outs[kRows];
         for (int64_t a = a0; a < a1; ++a) {
           float* __restrict x = buf.data() + (a - a0) * w;
-          std::fill(x + cols.j0, x + cols.j1, 0.0f);
+          if (rows.hi[a] == rows.lo[a]) std::fill(x + cols.j0, x + cols.j1, 0.0f);
           for (int64_t p = rows.lo[a]; p < rows.hi[a]; ++p) {
             const float wp = rows.taps.i[p] == a ? 1.0f - rows.taps.f[p] : rows.taps.f[p];
             const float* __restrict g = pc + (v * h + p) * w;
-            for (int64_t q = cols.j0; q < cols.j1; ++q) x[q] += wp * g[q];
+            if (p == rows.lo[a]) {
+              for (int64_t q = cols.j0; q < cols.j1; ++q) x[q] = wp * g[q];
+            } else {
+              for (int64_t q = cols.j0; q < cols.j1; ++q) x[q] += wp * g[q];
+            }
           }
           in[a - a0] = x, outs[a - a0] = vol + sl.offset(s, a);
         }

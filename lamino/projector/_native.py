@@ -32,28 +32,42 @@ def _library_path() -> Path | None:
 
 
 @functools.cache
-def available() -> bool:
-    """Whether the native kernels are built, registered and working (checked once, on a tiny problem)."""
-    if os.environ.get("LAMINO_NATIVE", "1") == "0":
-        return False
+def _registered() -> bool:
+    """Load the extension and register its FFI targets for CPU (once); False when it was not built."""
     path = _library_path()
     if path is None:
         return False
+    lib = ctypes.CDLL(str(path))
+    for symbol, target in _TARGETS.items():
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+    return True
+
+
+@functools.cache
+def available() -> bool:
+    """Whether the native kernels are built, registered and working (checked once, on a tiny problem);
+    False when ``LAMINO_NATIVE=0``."""
+    if os.environ.get("LAMINO_NATIVE", "1") == "0":
+        return False
     try:
-        lib = ctypes.CDLL(str(path))
-        for symbol, target in _TARGETS.items():
-            jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
-        cpu = jax.devices("cpu")[0]
-        with jax.default_device(cpu):
+        if not _registered():
+            return False
+        with jax.default_device(jax.devices("cpu")[0]):
             vol = jnp.ones((2, 3, 4), jnp.float32)
             params = jnp.tile(jnp.array([1.0, 0.0, 0.0], jnp.float32), (1, 2, 1))
-            plane = zoom_sum(vol, params, 0, (3, 4))
-            ok = bool(jnp.allclose(plane, 2.0))
-    except Exception as err:        # a failed build or an FFI version mismatch: fall back to XLA
+            return bool(jnp.allclose(zoom_sum(vol, params, 0, (3, 4)), 2.0))
+    except Exception as err:        # a failed load or an FFI version mismatch: fall back to XLA
         warnings.warn(f"lamino's native cone-beam kernels are not used ({err}); the XLA kernels run instead",
                       RuntimeWarning, stacklevel=2)
         return False
-    return ok
+
+
+def _call(symbol: str, result, **kw):
+    """The FFI call of one kernel (registering the targets on first use)."""
+    if not _registered():
+        raise RuntimeError("lamino's native kernels were not built (no C++ compiler at install?): "
+                           "use the XLA kernels (native=False)")
+    return jax.ffi.ffi_call(_TARGETS[symbol], result, **kw)
 
 
 def zoom_sum(src, params, slice_axis: int, inter: tuple[int, int]):
@@ -62,35 +76,30 @@ def zoom_sum(src, params, slice_axis: int, inter: tuple[int, int]):
     ``src``: the slice source (slices along ``slice_axis`` 0 or 1, see ``_shearwarp.read_slice``);
     ``params``: (n_views, n_c, 3) float32 per-view, per-slice (λ, κ_a, κ_b) as from ``_shearwarp.cone_maps``.
     """
-    shape = (params.shape[0], *inter)
-    call = jax.ffi.ffi_call(_TARGETS["LaminoConeZoomSum"], jax.ShapeDtypeStruct(shape, jnp.float32))
+    call = _call("LaminoConeZoomSum", jax.ShapeDtypeStruct((params.shape[0], *inter), jnp.float32))
     return call(src, params, slice_axis=np.int64(slice_axis))
 
 
 def zoom_sum_transpose(acc, planes_ct, params, slice_axis: int):
     """``acc`` + the exact transpose of :func:`zoom_sum` applied to ``planes_ct`` (updated in place)."""
-    call = jax.ffi.ffi_call(_TARGETS["LaminoConeZoomSumT"], jax.ShapeDtypeStruct(acc.shape, jnp.float32),
-                            input_output_aliases={0: 0})
+    call = _call("LaminoConeZoomSumT", jax.ShapeDtypeStruct(acc.shape, jnp.float32), input_output_aliases={0: 0})
     return call(acc, planes_ct, params, slice_axis=np.int64(slice_axis))
 
 
 def zoom_gather(acc, planes, params, slice_axis: int):
     """``acc`` + each slice read back from the planes (n_views, H_a, H_b) with density 1/λ² (backprojection),
     summed over the views, in place."""
-    call = jax.ffi.ffi_call(_TARGETS["LaminoConeZoomGather"], jax.ShapeDtypeStruct(acc.shape, jnp.float32),
-                            input_output_aliases={0: 0})
+    call = _call("LaminoConeZoomGather", jax.ShapeDtypeStruct(acc.shape, jnp.float32), input_output_aliases={0: 0})
     return call(acc, planes, params, slice_axis=np.int64(slice_axis))
 
 
 def bilinear_sample(images, rows, cols):
     """Bilinear samples (n, ...) of images (n, H, W) at fractional (rows, cols) (n, ...), zero outside: the
     native form of ``_shearwarp.sample_plane``."""
-    call = jax.ffi.ffi_call(_TARGETS["LaminoBilinearSample"], jax.ShapeDtypeStruct(rows.shape, jnp.float32))
-    return call(images, rows, cols)
+    return _call("LaminoBilinearSample", jax.ShapeDtypeStruct(rows.shape, jnp.float32))(images, rows, cols)
 
 
 def bilinear_scatter(values, rows, cols, shape: tuple[int, int]):
     """Transpose of :func:`bilinear_sample`: images (n, *shape) from values (n, ...) at (rows, cols)."""
-    call = jax.ffi.ffi_call(_TARGETS["LaminoBilinearScatter"],
-                            jax.ShapeDtypeStruct((values.shape[0], *shape), jnp.float32))
+    call = _call("LaminoBilinearScatter", jax.ShapeDtypeStruct((values.shape[0], *shape), jnp.float32))
     return call(values, rows, cols)

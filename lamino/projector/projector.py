@@ -233,6 +233,7 @@ class Projector:
         bp_plan = make_plan(geometry, grid, any_tilt=True) if geometry.is_concrete else self._plan
         all_vectors = geometry.vectors()
         self._vectors = jnp.asarray(all_vectors, jnp.float32)
+        self._native = False
         if not geometry.is_concrete:        # a traced geometry: each view's stack is decided at run time
             self._shards, self._views = None, None
             return
@@ -242,7 +243,7 @@ class Projector:
         on_cpu = all(d.platform == "cpu" for d in devices)
         # cone beam on CPU: the native slice kernels, when built. They serve the concrete inputs of the
         # compiled functions (traced inputs take the differentiable XLA kernels), several views per call.
-        native = geometry.beam == "cone" and on_cpu and _native.available()
+        native = self._native = geometry.beam == "cone" and on_cpu and _native.available()
         if views_per_batch is None:
             views_per_batch = (NATIVE_VIEWS_PER_BATCH if native else 1) if on_cpu else 16
         if isinstance(views_per_batch, bool) or not isinstance(views_per_batch, int) or views_per_batch < 1:
