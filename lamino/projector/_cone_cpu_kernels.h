@@ -253,13 +253,18 @@ ffi::Error ZoomSumT(ffi::Buffer<ffi::F32> acc, ffi::Buffer<ffi::F32> planes_ct, 
         float* outs[kRows];
         for (int64_t a = a0; a < a1; ++a) {
           float* __restrict x = buf.data() + (a - a0) * w;
-          if (rows.hi[a] == rows.lo[a]) std::fill(x + cols.j0, x + cols.j1, 0.0f);
-          for (int64_t p = rows.lo[a]; p < rows.hi[a]; ++p) {
-            const float wp = rows.taps.i[p] == a ? 1.0f - rows.taps.f[p] : rows.taps.f[p];
-            const float* __restrict g = pc + (v * h + p) * w;
-            if (p == rows.lo[a]) {
-              for (int64_t q = cols.j0; q < cols.j1; ++q) x[q] = wp * g[q];
-            } else {
+          auto weight = [&](int64_t p) { return rows.taps.i[p] == a ? 1.0f - rows.taps.f[p] : rows.taps.f[p]; };
+          const int64_t p0 = rows.lo[a], count = rows.hi[a] - p0;
+          const float* __restrict g0 = pc + (v * h + p0) * w;
+          if (count == 2) {           // the usual case, in one pass
+            const float w0 = weight(p0), w1 = weight(p0 + 1);
+            const float* __restrict g1 = g0 + w;
+            for (int64_t q = cols.j0; q < cols.j1; ++q) x[q] = w0 * g0[q] + w1 * g1[q];
+          } else {
+            std::fill(x + cols.j0, x + cols.j1, 0.0f);
+            for (int64_t p = p0; p < p0 + count; ++p) {
+              const float wp = weight(p);
+              const float* __restrict g = pc + (v * h + p) * w;
               for (int64_t q = cols.j0; q < cols.j1; ++q) x[q] += wp * g[q];
             }
           }
