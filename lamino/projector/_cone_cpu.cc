@@ -3,7 +3,8 @@
 // The cone-beam projector resamples every slice of the volume by its own magnification onto the
 // intermediate plane (lamino/projector/_shearwarp.py: zoom_contribution, _gather_zoom). In XLA that takes
 // gathers, which XLA:CPU runs element by element at 0.5-3.5 ns each; here the same separable linear
-// interpolation is a pair of plain loops (row blend, then column taps), 3-5x faster per view.
+// interpolation is a pair of plain loops (row blend, then column taps), 4-8x faster per view
+// (docs/benchmarks.md).
 //
 // Slice s of the source array, as (n_a, n_b) with unit column stride:
 //   slice_axis 0: src[s, a, b]   (stack 0 reads the volume, (nz, ny, nx))
@@ -32,7 +33,7 @@
 
 namespace ffi = xla::ffi;
 
-// Each kernel is compiled for the baseline and, on x86-64 with GCC, for AVX2 + FMA (12-18 % faster per view);
+// Each kernel is compiled for the baseline and, on x86-64 with GCC, for AVX2 + FMA (5-15 % faster per view);
 // the handlers pick the version the CPU supports.
 namespace lamino_base {
 #include "_cone_cpu_kernels.h"

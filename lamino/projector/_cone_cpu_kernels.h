@@ -135,8 +135,8 @@ struct SourceRows {
 void blend_rows(const float* slice_base, const Slices& sl, int64_t i, float f, const AxisTaps& cols,
                 float* __restrict row) {
   const bool has0 = i >= 0 && i < sl.n_a, has1 = i + 1 >= 0 && i + 1 < sl.n_a;
-  const float* __restrict r0 = slice_base + i * sl.row_stride;
-  const float* __restrict r1 = r0 + sl.row_stride;
+  const float* __restrict r0 = has0 ? slice_base + i * sl.row_stride : nullptr;
+  const float* __restrict r1 = has1 ? slice_base + (i + 1) * sl.row_stride : nullptr;
   const float w0 = 1.0f - f, w1 = f;
   row[0] = 0.0f;
   row[sl.n_b + 1] = 0.0f;

@@ -336,7 +336,8 @@ def _gather_zoom(plane_p, lam, k_a, k_b, st: StackPlan):
 
 # ---------------------------------------------------------------------------------------------- native, batched
 # Cone beam on CPU devices: the slice loops of a batch of views run in the native kernels (``_native``), which
-# read (or update) the volume once per batch; the warps stay in JAX. Concrete data only (no derivatives).
+# read (or update) the volume once per batch, and so does the sampling of the warps (their geometry stays in
+# JAX). Concrete data only (no derivatives).
 def _cone_params(vecs, st: StackPlan):
     """(n_views, n_c, 3) per-view, per-slice (λ, κ_a, κ_b)."""
     return jax.vmap(lambda v: jnp.stack(cone_maps(v, st), axis=1))(vecs)

@@ -10,7 +10,9 @@ the size of the volume and the projections: slices are read in the volume's own 
 need one swapped copy) and each view's image is written straight to its place in the output. The grouping of
 views by slice stack is passed to the compiled functions as data, and the plane sizes of parallel beam (and
 of every backprojection) hold for any tilt, so a tilt sweep compiles once per view count. On a multi-core CPU
-the views are split over JAX CPU devices (see ``lamino._jax``); on a GPU everything runs on the default device.
+the views are split over JAX CPU devices (see ``lamino._jax``), and cone beam runs its slice loops and warps in
+native kernels (``_native``), a few views per call, for concrete inputs; traced inputs take the XLA kernels,
+which are differentiable. On a GPU everything runs on the default device.
 """
 
 from __future__ import annotations
@@ -169,17 +171,13 @@ def adjoint_project(proj, vectors, plan: Plan, grid: VolumeGrid, det_shape, batc
     """Exact transpose of :func:`forward_project` (views grouped by stack, given or from concrete vectors)."""
     views = _concrete_views(views, vectors, plan, grid, "adjoint_project")
     per_view = functools.partial(_adjoint_view, beam=plan.beam, det_shape=det_shape)
-    per_batch = functools.partial(_adjoint_views_native, det_shape=det_shape) if native else None
+    per_batch = functools.partial(sw.adjoint_views_native, det_shape=det_shape) if native else None
     return _accumulate(jnp.asarray(proj, jnp.float32), jnp.asarray(vectors, jnp.float32), plan, grid,
                        per_view, views, batch=batch, has_x=has_x, per_batch=per_batch)
 
 
 def _adjoint_view(acc, p, v, st, beam, det_shape):
     return sw.adjoint_view(acc, p, v, st, beam, det_shape)
-
-
-def _adjoint_views_native(acc, p, v, st, det_shape):
-    return sw.adjoint_views_native(acc, p, v, st, det_shape)
 
 
 def backproject(proj, vectors, plan: Plan, grid: VolumeGrid, det_shape, batch: int = 1,
