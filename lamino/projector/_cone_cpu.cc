@@ -85,41 +85,14 @@ ffi::Error BilinearScatter(F32 values, F32 rows, F32 cols, F32Out images) {
   return LAMINO_DISPATCH(BilinearScatter, values, rows, cols, images);
 }
 
+// FFI signatures: buffers in, one buffer out, and the slice axis for the slice kernels.
+auto TwoToOne() { return ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>(); }
+auto ThreeToOne() { return ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Arg<F32>().Ret<F32>(); }
+
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(LaminoConeZoomSum, ZoomSum,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("slice_axis"));
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(LaminoConeZoomSumT, ZoomSumT,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("slice_axis"));
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(LaminoConeZoomGather, ZoomGather,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("slice_axis"));
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(LaminoBilinearSample, BilinearSample,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(LaminoBilinearScatter, BilinearScatter,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LaminoConeZoomSum, ZoomSum, TwoToOne().Attr<int64_t>("slice_axis"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LaminoConeZoomSumT, ZoomSumT, ThreeToOne().Attr<int64_t>("slice_axis"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LaminoConeZoomGather, ZoomGather, ThreeToOne().Attr<int64_t>("slice_axis"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LaminoBilinearSample, BilinearSample, ThreeToOne());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LaminoBilinearScatter, BilinearScatter, ThreeToOne());

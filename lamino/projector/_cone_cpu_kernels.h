@@ -199,6 +199,21 @@ float* in_place(const ffi::Buffer<ffi::F32>& acc, ffi::ResultBuffer<ffi::F32>& o
   return dst;
 }
 
+// Output rows [j0, j1) of a separable interpolation: each blends the two input rows its row tap reads (from the
+// slices `sl` at `base`), then adds the column interpolation of that, times scale, to out_row(j).
+template <class OutRow>
+void interpolate_rows(const float* base, const Slices& sl, int64_t j0, int64_t j1, const AxisTaps& rows,
+                      const AxisTaps& cols, float scale, float* buf, OutRow out_row) {
+  const float* in[kRows];
+  float* outs[kRows];
+  for (int64_t j = j0; j < j1; ++j) {
+    float* row = buf + (j - j0) * (sl.n_b + 2);
+    blend_rows(base, sl, rows.i[j], rows.f[j], cols, row);
+    in[j - j0] = row, outs[j - j0] = out_row(j);
+  }
+  with_rows(j1 - j0, [&](auto nr) { gather_rows<nr>(cols, in, outs, scale); });
+}
+
 ffi::Error ZoomSum(ffi::Buffer<ffi::F32> src, ffi::Buffer<ffi::F32> params, ffi::ResultBuffer<ffi::F32> planes,
                    int64_t slice_axis) {
   const Slices sl(src.dimensions(), slice_axis);
@@ -217,14 +232,8 @@ ffi::Error ZoomSum(ffi::Buffer<ffi::F32> src, ffi::Buffer<ffi::F32> params, ffi:
         cols.set(q[0], q[2], w, sl.n_b);
       },
       [&](int64_t v, int64_t s, int64_t p0, int64_t p1, const AxisTaps& rows, const AxisTaps& cols) {
-        const float* in[kRows];
-        float* outs[kRows];
-        for (int64_t p = p0; p < p1; ++p) {
-          float* row = buf.data() + (p - p0) * (sl.n_b + 2);
-          blend_rows(vol + sl.offset(s, 0), sl, rows.i[p], rows.f[p], cols, row);
-          in[p - p0] = row, outs[p - p0] = out + (v * h + p) * w;
-        }
-        with_rows(p1 - p0, [&](auto nr) { gather_rows<nr>(cols, in, outs, 1.0f); });
+        interpolate_rows(vol + sl.offset(s, 0), sl, p0, p1, rows, cols, 1.0f, buf.data(),
+                         [&](int64_t p) { return out + (v * h + p) * w; });
       });
   return ffi::Error::Success();
 }
@@ -297,14 +306,8 @@ ffi::Error ZoomGather(ffi::Buffer<ffi::F32> acc, ffi::Buffer<ffi::F32> planes, f
       },
       [&](int64_t v, int64_t s, int64_t a0, int64_t a1, const AxisTaps& rows, const AxisTaps& cols) {
         const float lam = par[3 * (v * sl.n_c + s)];
-        const float* in[kRows];
-        float* outs[kRows];
-        for (int64_t a = a0; a < a1; ++a) {
-          float* row = buf.data() + (a - a0) * (w + 2);
-          blend_rows(pv + v * h * w, pl, rows.i[a], rows.f[a], cols, row);
-          in[a - a0] = row, outs[a - a0] = vol + sl.offset(s, a);
-        }
-        with_rows(a1 - a0, [&](auto nr) { gather_rows<nr>(cols, in, outs, 1.0f / (lam * lam)); });
+        interpolate_rows(pv + v * h * w, pl, a0, a1, rows, cols, 1.0f / (lam * lam), buf.data(),
+                         [&](int64_t a) { return vol + sl.offset(s, a); });
       });
   return ffi::Error::Success();
 }

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import importlib.machinery
 import importlib.util
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -27,8 +29,19 @@ _TARGETS = {"LaminoConeZoomSum": "lamino_cone_zoom_sum", "LaminoConeZoomSumT": "
 
 
 def _library_path() -> Path | None:
+    """The compiled extension: next to this module, or else in another ``lamino`` on ``sys.path`` (the
+    installed one, when the modules are imported from a source checkout, e.g. tests run from the repository
+    root after ``pip install .``)."""
     spec = importlib.util.find_spec("lamino.projector._cone_cpu")
-    return Path(spec.origin) if spec is not None and spec.origin else None
+    if spec is not None and spec.origin:
+        return Path(spec.origin)
+    names = ["_cone_cpu" + suffix for suffix in importlib.machinery.EXTENSION_SUFFIXES]
+    for entry in sys.path:
+        for name in names:
+            path = Path(entry or ".", "lamino", "projector", name)
+            if path.is_file():
+                return path
+    return None
 
 
 @functools.cache
