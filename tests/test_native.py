@@ -110,3 +110,33 @@ def test_bad_kernel_arguments_raise_a_clear_error():
     vol = jnp.zeros((4, 5, 6), jnp.float32)
     with pytest.raises(Exception, match="params must have shape"):
         jax.block_until_ready(_native.zoom_sum(vol, jnp.zeros((1, 3, 3), jnp.float32), 0, (8, 8)))
+
+
+_BASELINE_SCRIPT = """
+import numpy as np
+from lamino.geometry import Geometry, VolumeGrid
+from lamino.projector import Projector
+g = Geometry.cone(30.0, 5, sod=80.0, sdd=150.0, det_shape=(14, 18), det_spacing=2.0, det_roll_deg=2.0)
+P = Projector(g, VolumeGrid((10, 12, 11), 1.0))
+assert P._native
+rng = np.random.default_rng(0)
+x, y = rng.random(P.vol_shape, dtype=np.float32), rng.random(P.proj_shape, dtype=np.float32)
+np.savez(OUT, f=P.forward(x), a=P.adjoint(y), b=P.backproject(y))
+"""
+
+
+@pytest.mark.skipif(not _native.available(), reason="native kernels not built")
+def test_baseline_and_avx2_builds_agree(tmp_path):
+    # the extension holds a baseline and an AVX2 + FMA build of each kernel; CPUs without AVX2 run the former
+    import os
+    import subprocess
+    import sys
+
+    results = []
+    for baseline in ("0", "1"):
+        out = tmp_path / f"run{baseline}.npz"
+        env = dict(os.environ, LAMINO_NATIVE_BASELINE=baseline, LAMINO_CPU_DEVICES="1")
+        subprocess.run([sys.executable, "-c", f"OUT = {str(out)!r}" + _BASELINE_SCRIPT], env=env, check=True)
+        results.append(np.load(out))
+    for key in "fab":
+        assert _rel(results[1][key], results[0][key].astype(np.float64)) < 1e-6

@@ -24,6 +24,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <type_traits>
@@ -51,9 +52,10 @@ namespace lamino_avx2 {
 
 namespace {
 
-bool use_avx2() {
+bool use_avx2() {   // LAMINO_NATIVE_BASELINE=1 runs the baseline build (to test it on an AVX2 machine)
 #ifdef LAMINO_HAS_AVX2
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                         !(std::getenv("LAMINO_NATIVE_BASELINE") && std::getenv("LAMINO_NATIVE_BASELINE")[0] == '1');
   return ok;
 #else
   return false;
