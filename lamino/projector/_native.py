@@ -5,7 +5,8 @@ runs element by element. These XLA FFI custom calls do the same separable linear
 ``_shearwarp.zoom_contribution`` (forward), its exact transpose (adjoint) and ``_shearwarp._gather_zoom``
 (backprojection) with plain loops. They run on CPU devices only, on concrete data (they have no
 derivative rules: traced volumes and geometries use the XLA kernels), and only when the extension was built;
-``LAMINO_NATIVE=0`` switches them off.
+``LAMINO_NATIVE=0`` switches them off. The extension holds a baseline and an AVX2 + FMA build of each kernel
+and runs the one the CPU supports (``LAMINO_NATIVE_BASELINE=1`` forces the baseline).
 """
 
 from __future__ import annotations
