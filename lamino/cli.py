@@ -9,6 +9,7 @@ import sys
 import time
 import warnings
 
+from lamino.config import configure
 from lamino.io import atomic_write
 
 
@@ -513,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.showwarning = one_line_warning
     try:
+        configure()
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"lamino {args.command}: error: {exc}", file=sys.stderr)

@@ -6,6 +6,10 @@ import math
 
 import numpy as np
 
+import lamino
+
+lamino.configure()      # as the command line does: one JAX CPU device per core, the compilation cache
+
 
 def ball_fractions(grid, radius: float, center=(0.0, 0.0, 0.0), supersample: int = 4) -> np.ndarray:
     """Fraction of each voxel inside a ball (x, y, z centre in mm), by supersampling: (nz, ny, nx) float32."""

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lamino import _jax
+from lamino import config
 from lamino.geometry import Geometry
 
 _EDGES = ((0, 1), (1, 2), (2, 0))
@@ -46,7 +46,7 @@ def mesh_path_lengths(vertices: np.ndarray, faces: np.ndarray, geometry: Geometr
     rows, cols = geometry.det_shape
     windows = _window_sizes(tri, vec, geometry)
     out = np.zeros((geometry.n_views, rows * cols), np.float32)
-    devices = _jax.compute_devices()
+    devices = config.compute_devices()
     parts = [p for p in np.array_split(np.arange(geometry.n_views), len(devices)) if p.size]
     for k in np.unique(windows):
         sel = windows == k

@@ -19,12 +19,16 @@ projector once per view count.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
+from jax.extend.core import concrete_or_error
 
 from lamino.geometry import Geometry, VolumeGrid
+from lamino.geometry.acquisition import is_concrete
 
 STACK_AXES = ((0, 1, 2), (1, 0, 2), (2, 0, 1))  # (c, a, b) array axes of stack k
 GROUP_ORDER = (2, 0, 1)     # stacks in the order their views are processed (see ``view_order``)
@@ -163,18 +167,26 @@ def make_plan(geometry: Geometry, grid: VolumeGrid, *, any_tilt: bool = False) -
     nothing measurable), so geometries that differ only in tilt share one plan and one compilation. Cone
     beam does the same (sampling the tilts every degree at COR 0 and widening by 8 plane pixels) when the
     tilt is traced or ``any_tilt`` is set; otherwise its sizes are exact, because the cone-beam forward and
-    adjoint cost grows with the slice footprint. Custom vectors always get exact sizes.
+    adjoint cost grows with the slice footprint. Custom vectors get exact sizes when concrete.
+
+    A traced geometry is planned from the values JAX knows behind its tracers (``jax.grad`` outside
+    ``jit``); under ``jit`` a parallel beam takes the worst case and a cone beam the tilt sweep, which needs
+    ``sod`` and the view angles concrete (else give :func:`family_plan` concrete geometries to cover).
     """
     custom = geometry.custom_vectors is not None
-    own = [np.asarray(geometry.vectors(), dtype=float)] if geometry.is_concrete else []
+    known = geometry if geometry.is_concrete else nominal_geometry(geometry)
     if geometry.beam == "parallel":
-        if not custom:      # |β| ≤ 1 for every view (the stack axis is dominant)
+        if not custom or known is None:      # |β| ≤ 1 for every view (the stack axis is dominant)
             return Plan("parallel", tuple(_parallel_stack(grid, k) for k in range(3)))
-        return Plan("parallel", tuple(_parallel_stack(grid, k, own[0][_may_use(own[0], grid, "parallel", k)])
+        vec = np.asarray(known.vectors(), dtype=float)
+        return Plan("parallel", tuple(_parallel_stack(grid, k, vec[_may_use(vec, grid, "parallel", k)])
                                       for k in range(3)))
+    own = [np.asarray(known.vectors(), dtype=float)] if known is not None else []
     sweep = not custom and (any_tilt or not geometry.is_concrete)
-    samples = [geometry.replace(tilt_deg=t, cor_offset=0.0).vectors() for t in np.linspace(0.0, 89.0, 90)
-               ] if sweep else []
+    samples = [_source_geometry(geometry, t).vectors() for t in np.linspace(0.0, 89.0, 90)] if sweep else []
+    if not own and not samples:
+        raise ValueError("a traced cone-beam from_vectors geometry is not allowed under jax.jit without plan_for: "
+                         "give Projector(..., plan_for=[concrete geometries around the traced one])")
     stacks = []
     for k in range(3):
         swept = _merge([_cone_stack(grid, k, v[_may_use(v, grid, "cone", k)]) for v in samples])
@@ -182,6 +194,55 @@ def make_plan(geometry: Geometry, grid: VolumeGrid, *, any_tilt: bool = False) -
                         + [_cone_stack(grid, k, v[_may_use(v, grid, "cone", k)]) for v in own])
         stacks.append(merged if merged is not None else _parallel_stack(grid, k))   # no view uses stack k
     return Plan("cone", tuple(stacks))
+
+
+def _source_geometry(geometry: Geometry, tilt_deg: float) -> Geometry:
+    """A concrete cone-beam geometry with the sources of ``geometry`` at ``tilt_deg`` and COR 0 (the detector,
+    which the plan does not depend on, is a placeholder)."""
+    sod, angles = (_known_value(geometry.sod), _known_value(geometry.angles_deg))
+    if sod is None or angles is None:
+        raise ValueError("a cone-beam geometry with traced sod or angles_deg is not allowed under jax.jit without "
+                         "plan_for: give Projector(..., plan_for=[concrete geometries around the traced one])")
+    return Geometry.cone(tilt_deg, sod=float(sod), sdd=2.0 * float(sod), det_shape=geometry.det_shape,
+                         angles_deg=np.asarray(angles, dtype=float))
+
+
+def _known_value(x):
+    """The value behind ``x``: ``x`` when concrete, the primal value JAX knows behind a tracer (``jax.grad``
+    outside ``jit``), or None."""
+    try:
+        return jax.tree.map(lambda leaf: leaf if is_concrete(leaf) else concrete_or_error(np.asarray, leaf), x)
+    except jax.errors.ConcretizationTypeError:
+        return None
+
+
+def nominal_geometry(geometry: Geometry) -> Geometry | None:
+    """The concrete geometry behind a traced one where JAX knows every value, else None."""
+    values = _known_value(geometry)
+    return values if values is not None and values.is_concrete else None
+
+
+@functools.lru_cache(maxsize=64)
+def family_plan(geometries: tuple[Geometry, ...], grid: VolumeGrid) -> tuple[Plan, ViewOrder | None]:
+    """One plan valid for every geometry of a family of concrete geometries of one scan (same beam, detector
+    and view count: e.g. the corners and centre of a calibration search box), and the views grouped by stack
+    when every view keeps its stack over the family (else None: the stacks are decided per view at run time).
+
+    With the grouping fixed the projector needs no per-view switch and keeps its exact adjoint; it then
+    serves a traced geometry anywhere inside the family (the plan depends on the rays, not on the detector).
+    """
+    first = geometries[0]
+    for g in geometries:
+        if not g.is_concrete or (g.beam, g.det_shape, g.n_views) != (first.beam, first.det_shape, first.n_views):
+            raise ValueError("plan_for is not allowed to mix geometries: give concrete geometries of one beam, "
+                             "detector shape and view count")
+    vectors = [np.asarray(g.vectors(), dtype=float) for g in geometries]
+    groups = [dominant_axes(v, grid, first.beam) for v in vectors]
+    union = make_plan(Geometry.from_vectors(np.concatenate(vectors), first.det_shape, first.beam), grid)
+    if all(np.array_equal(g, groups[0]) for g in groups):
+        return union, group_views(groups[0])
+    # stacks change inside the family: plan for every tilt (views in between may take either stack)
+    return (make_plan(first, grid, any_tilt=True) if first.custom_vectors is None else union), None
 
 
 def _merge(plans: list[StackPlan | None]) -> StackPlan | None:

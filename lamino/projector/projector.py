@@ -10,7 +10,7 @@ the size of the volume and the projections: slices are read in the volume's own 
 need one swapped copy) and each view's image is written straight to its place in the output. The grouping of
 views by slice stack is passed to the compiled functions as data, and the plane sizes of parallel beam (and
 of every backprojection) hold for any tilt, so a tilt sweep compiles once per view count. On a multi-core CPU
-the views are split over JAX CPU devices (see ``lamino._jax``), and cone beam runs its slice loops and warps in
+the views are split over JAX CPU devices (see ``lamino.config``), and cone beam runs its slice loops and warps in
 native kernels (``_native``), a few views per call, for concrete inputs; traced inputs take the XLA kernels,
 which are differentiable. On a GPU everything runs on the default device.
 """
@@ -25,11 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lamino import _jax
+from lamino import config
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.projector import _native
 from lamino.projector import _shearwarp as sw
-from lamino.projector._plan import GROUP_ORDER, Plan, ViewOrder, has_x_views, make_plan, view_order
+from lamino.projector._plan import GROUP_ORDER, Plan, ViewOrder, family_plan, has_x_views, make_plan, view_order
 
 
 def _dominant_k(vec, grid: VolumeGrid, beam: str):
@@ -208,15 +208,23 @@ class _Shard(NamedTuple):
 
 
 class Projector:
-    """Forward, adjoint and backprojection for one :class:`Geometry` on one :class:`VolumeGrid`.
+    """Forward, adjoint and backprojection for one :class:`Geometry` on one :class:`VolumeGrid`; a linear
+    operator ``P @ vol``, ``P.T @ proj`` (the exact adjoint), ``P.shape`` = (projection shape, volume shape).
 
     Compiled once per (geometry, grid); parallel-beam geometries that differ only in tilt share their
     compilations, and so do the backprojectors of any beam. Inputs may be numpy or JAX arrays (numpy arrays
     are read in place on CPU devices); outputs are float32 JAX arrays. Volumes are μ in 1/mm with shape
     ``grid.shape``; projections have shape (n_views, rows, cols).
+
+    The geometry may hold JAX tracers (``jax.grad`` or ``jax.jit`` with respect to any of its parameters);
+    the projector then runs the differentiable XLA kernels. ``plan_for``: concrete geometries whose plan
+    covers such a traced geometry (e.g. the corners of a search box) — needed under ``jit`` for a traced
+    cone-beam ``sod``, angles or vectors; when every view keeps its slice stack over them the compiled
+    code has no per-view switch and ``backproject`` works too.
     """
 
-    def __init__(self, geometry: Geometry, grid: VolumeGrid, *, devices=None, views_per_batch: int | None = None):
+    def __init__(self, geometry: Geometry, grid: VolumeGrid, *, plan_for=None, devices=None,
+                 views_per_batch: int | None = None):
         if not isinstance(geometry, Geometry):
             raise ValueError(f"geometry={type(geometry).__name__} is not allowed: give a lamino.geometry.Geometry")
         if not isinstance(grid, VolumeGrid):
@@ -225,19 +233,21 @@ class Projector:
         self.grid = grid
         self.vol_shape = tuple(grid.shape)
         self.proj_shape = (geometry.n_views, *geometry.det_shape)
-        self._plan = make_plan(geometry, grid)
-        # the backprojector's cost does not grow with the plane sizes: plan it for any tilt, so that
-        # FBP / FDK of a tilt sweep compile once per view count
-        bp_plan = make_plan(geometry, grid, any_tilt=True) if geometry.is_concrete else self._plan
         all_vectors = geometry.vectors()
         self._vectors = jnp.asarray(all_vectors, jnp.float32)
         self._native = False
-        if not geometry.is_concrete:        # a traced geometry: each view's stack is decided at run time
-            self._shards, self._views = None, None
+        if not geometry.is_concrete:        # a traced geometry: the XLA kernels, compiled by the caller
+            self._shards = None
+            self._plan, self._views = (family_plan(_concrete_family(plan_for, geometry), grid) if plan_for
+                                       else (make_plan(geometry, grid), None))
             return
+        self._plan = make_plan(geometry, grid)
+        # the backprojector's cost does not grow with the plane sizes: plan it for any tilt, so that
+        # FBP / FDK of a tilt sweep compile once per view count
+        bp_plan = make_plan(geometry, grid, any_tilt=True)
         vectors = np.asarray(all_vectors, dtype=np.float32)
         self._views = view_order(vectors, grid, geometry.beam)     # for traced inputs (jax.grad of a caller)
-        devices = list(devices) if devices is not None else _jax.compute_devices()
+        devices = list(devices) if devices is not None else config.compute_devices()
         on_cpu = all(d.platform == "cpu" for d in devices)
         # cone beam on CPU: the native slice kernels, when built. They serve the concrete inputs of the
         # compiled functions (traced inputs take the differentiable XLA kernels), several views per call.
@@ -255,6 +265,20 @@ class Projector:
                                        ViewOrder(*(jax.device_put(a, dev) for a in views)), has_x,
                                        _compiled(self._plan, bp_plan, grid, geometry.det_shape, views_per_batch,
                                                  has_x, native)))
+
+    # ----------------------------------------------------------------------------------- linear operator
+    @property
+    def shape(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(output shape, input shape) of :meth:`forward`: ((n_views, rows, cols), (nz, ny, nx))."""
+        return (self.proj_shape, self.vol_shape)
+
+    @property
+    def T(self) -> Adjoint:  # noqa: N802  (the operator-algebra name)
+        """The exact adjoint as an operator: ``P.T @ proj`` is :meth:`adjoint`."""
+        return Adjoint(self)
+
+    def __matmul__(self, vol):
+        return self.forward(vol)
 
     # ----------------------------------------------------------------------------------- checks
     def _check(self, arr, shape, name):
@@ -289,25 +313,24 @@ class Projector:
     def adjoint(self, proj):
         """Exact transpose of :meth:`forward`: a (nz, ny, nx) volume."""
         self._check(proj, self.proj_shape, "projections")
-        self._need_concrete("adjoint")
         return self._per_shard(proj, 1)
 
     def backproject(self, proj):
         """Fast voxel-driven backprojection (nz, ny, nx); agrees with :meth:`adjoint` on smooth data."""
         self._check(proj, self.proj_shape, "projections")
-        self._need_concrete("backproject")
         return self._per_shard(proj, 2)
 
     def __call__(self, vol):
         return self.forward(vol)
 
-    def _need_concrete(self, what):
-        if self._shards is None:
-            raise ValueError(f"{what}() is not allowed on a traced geometry: use jax.vjp of forward, "
-                             "or build the Projector from a concrete geometry")
-
     def _per_shard(self, proj, which: int):
-        if isinstance(proj, jax.core.Tracer):
+        if self._shards is None and self._views is None:      # traced geometry, stacks decided per view
+            if which == 2:
+                raise ValueError("backproject() is not allowed on a traced geometry without a fixed view grouping: "
+                                 "give Projector(..., plan_for=[concrete geometries]) or use adjoint()")
+            transpose = jax.linear_transpose(self.forward, jax.ShapeDtypeStruct(self.vol_shape, jnp.float32))
+            return transpose(jnp.asarray(proj, jnp.float32))[0]
+        if self._shards is None or isinstance(proj, jax.core.Tracer):
             fn = (adjoint_project, backproject)[which - 1]
             return fn(proj, self._vectors, self._plan, self.grid, self.geometry.det_shape, views=self._views)
         user_array = not isinstance(proj, jax.Array)
@@ -323,6 +346,41 @@ class Projector:
         _wait_if_shared(outs, user_array)
         del inputs
         return _gather(outs, concat=False)
+
+
+class Adjoint:
+    """The exact adjoint of a :class:`Projector` as an operator: ``P.T @ proj``; ``P.T.T`` is ``P``."""
+
+    def __init__(self, projector: Projector):
+        self.projector = projector
+
+    @property
+    def shape(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """((nz, ny, nx), (n_views, rows, cols))."""
+        return self.projector.shape[::-1]
+
+    @property
+    def T(self) -> Projector:  # noqa: N802
+        return self.projector
+
+    def __matmul__(self, proj):
+        return self.projector.adjoint(proj)
+
+    def __call__(self, proj):
+        return self.projector.adjoint(proj)
+
+
+def _concrete_family(plan_for, geometry: Geometry) -> tuple[Geometry, ...]:
+    """``plan_for`` as a tuple of concrete geometries of ``geometry``'s beam, detector and view count."""
+    family = (plan_for,) if isinstance(plan_for, Geometry) else tuple(plan_for)
+    for g in family:
+        if not isinstance(g, Geometry) or not g.is_concrete:
+            raise ValueError("plan_for is not allowed to hold anything but concrete lamino Geometry objects")
+        if (g.beam, g.det_shape, g.n_views) != (geometry.beam, geometry.det_shape, geometry.n_views):
+            raise ValueError(f"plan_for is not allowed to hold a {g.beam}-beam geometry of {g.n_views} views on "
+                             f"{g.det_shape}: give geometries of the projector's beam ({geometry.beam}), "
+                             f"view count ({geometry.n_views}) and detector shape {geometry.det_shape}")
+    return family
 
 
 def _wait_if_shared(outs, user_array: bool) -> None:

@@ -16,7 +16,7 @@ with A(θ) the lamino projector built from the geometry with θ substituted. It 
    Scanning rather than descending steps over the local minima of F far from the optimum.
 2. **Fine refinement** at full resolution: Gauss–Newton steps on F through the differentiable projector.
    The Jacobian J = ∂(A(θ) x)/∂θ comes from forward-mode ``jax.jvp`` through
-   :func:`lamino.projector.forward_project` with a geometry that holds JAX tracers. Because x follows θ,
+   :class:`lamino.projector.Projector` with a geometry that holds JAX tracers. Because x follows θ,
    the step uses the reduced Jacobian (I − P_A) J of the variable-projection method (Kaufman, BIT 15, 49,
    1975), P_A J_j = A y_j with y_j from CGLS; with x held fixed instead (plain alternating minimisation)
    the steps are far too short and the estimate crawls. Each step also runs ``iterations`` more CGLS
@@ -55,8 +55,7 @@ import numpy as np
 
 from lamino import _checks
 from lamino.geometry import Geometry, VolumeGrid
-from lamino.projector import adjoint_project, forward_project
-from lamino.projector._plan import Plan, ViewOrder, dominant_axes, group_views, make_plan
+from lamino.projector import Projector
 from lamino.recon.preprocess import bin_projections
 
 __all__ = ["PARAMS", "Calibration", "calibrate"]
@@ -89,54 +88,38 @@ class Calibration:
 class _Model:
     """The θ-parametrised projector of one resolution level (hashable: a static argument of the jitted steps).
 
-    θ holds the *changes* of ``names`` from the nominal ``geometry`` (mm or degrees). ``plan`` is a fixed
-    projector plan valid over the search bounds, with ``groups`` (each view's stack, unchanged over the
-    bounds), or None to let the projector plan a traced geometry.
+    θ holds the *changes* of ``names`` from the nominal ``geometry`` (mm or degrees). ``plan_for``: concrete
+    geometries at the corners and centre of the search bounds, over which the projector plans once (see
+    :class:`~lamino.projector.Projector`).
     """
 
     geometry: Geometry
     grid: VolumeGrid
     names: tuple[str, ...]
-    plan: Plan | None
-    groups: tuple[int, ...] | None = None
+    plan_for: tuple[Geometry, ...]
 
-    @property
-    def views(self) -> ViewOrder | None:
-        """The views grouped by stack for the fixed plan (None without one)."""
-        return group_views(self.groups) if self.groups is not None else None
+    def geometry_at(self, theta) -> Geometry:
+        """The nominal geometry with the changes θ substituted (traceable in θ)."""
+        g0, changes = self.geometry, {}
+        for i, n in enumerate(self.names):
+            if n == "det_offset_u":
+                changes["det_offset"] = (g0.det_offset[0], g0.det_offset[1] + theta[i])
+            else:
+                changes[n] = getattr(g0, n) + theta[i]
+        return g0.replace(**changes)
 
-    def _value(self, theta, name: str):
-        return theta[self.names.index(name)] if name in self.names else 0.0
-
-    def vectors(self, theta):
-        """Projector vectors at θ: tilt and COR through :class:`Geometry` (traceable), roll and u offset by
-        rotating / shifting the detector in its plane (the same formulas as ``Geometry.vectors``)."""
-        g0 = self.geometry
-        changes = {n: getattr(g0, n) + self._value(theta, n) for n in ("tilt_deg", "cor_offset") if n in self.names}
-        g = g0.replace(**changes) if changes else g0
-        vec = jnp.asarray(g.vectors(), jnp.float32)
-        if "det_roll_deg" in self.names or "det_offset_u" in self.names:
-            vec = _move_detector(vec, g0, self._value(theta, "det_roll_deg"), self._value(theta, "det_offset_u"))
-        return vec, g
+    def projector(self, theta) -> Projector:
+        """A(θ), with its exact adjoint."""
+        return Projector(self.geometry_at(theta), self.grid, plan_for=self.plan_for)
 
     def forward(self, theta, x):
         """A(θ) x (traceable in θ and x)."""
-        vec, g = self.vectors(theta)
-        plan = self.plan if self.plan is not None else make_plan(g, self.grid)
-        return forward_project(x, vec, plan, self.grid, self.geometry.det_shape, views=self.views)
+        return self.projector(theta).forward(x)
 
     def operators(self, theta):
-        """A(θ) and its exact transpose: the projector's own adjoint with the fixed plan, else autodiff."""
-        if self.plan is None:
-            def fwd(v):
-                return self.forward(theta, v)
-
-            transpose = jax.linear_transpose(fwd, jnp.zeros(self.grid.shape, jnp.float32))
-            return fwd, (lambda y: transpose(y)[0])
-        vec, _ = self.vectors(theta)
-        args = (vec, self.plan, self.grid, self.geometry.det_shape)
-        views = self.views
-        return (lambda v: forward_project(v, *args, views=views)), (lambda y: adjoint_project(y, *args, views=views))
+        """A(θ) and its exact transpose."""
+        P = self.projector(theta)
+        return P.forward, P.adjoint
 
 
 def _cgls(fwd, adj, data, x0, iterations: int, batched: bool = False):
@@ -216,8 +199,8 @@ class _Level:
     @classmethod
     def make(cls, b, geometry: Geometry, grid: VolumeGrid, names: tuple[str, ...],
              bounds: dict[str, tuple[float, float]]) -> _Level:
-        plan, groups = _fixed_plan(geometry, grid, names, bounds)
-        return cls(_Model(geometry, grid, names, plan, groups), jnp.asarray(b, jnp.float32), bounds)
+        model = _Model(geometry, grid, names, _search_box(geometry, names, bounds))
+        return cls(model, jnp.asarray(b, jnp.float32), bounds)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -238,51 +221,19 @@ class _Level:
         return _step(self.model, jnp.asarray(theta, jnp.float32), x, self.b, iterations)
 
 
-def _move_detector(vec, g0: Geometry, d_roll_deg, d_u):
-    """Detector vectors of ``g0`` rolled by ``d_roll_deg`` more about its centre and shifted by ``d_u`` mm
-    along lab x. In the sample frame lab x is cos ρ₀ û + sin ρ₀ v̂ (ρ₀ the nominal roll, û, v̂ the unit pixel
-    steps), and a roll δ maps (û, v̂) to (cos δ û − sin δ v̂, sin δ û + cos δ v̂)."""
-    dv, du = g0.det_spacing
-    u_hat, v_hat = vec[:, 6:9] / du, vec[:, 9:12] / dv
-    rho = math.radians(g0.det_roll_deg)
-    det = vec[:, 3:6] + d_u * (math.cos(rho) * u_hat + math.sin(rho) * v_hat)
-    d = jnp.deg2rad(d_roll_deg)
-    u = du * (jnp.cos(d) * u_hat - jnp.sin(d) * v_hat)
-    v = dv * (jnp.sin(d) * u_hat + jnp.cos(d) * v_hat)
-    return jnp.concatenate([vec[:, 0:3], det, u, v], axis=1)
-
-
-def _fixed_plan(geometry: Geometry, grid: VolumeGrid, names: tuple[str, ...],
-                bounds: dict[str, tuple[float, float]]) -> tuple[Plan | None, tuple[int, ...] | None]:
-    """A concrete projector plan valid for every θ within ``bounds`` and each view's stack, or (None, None).
-
-    The projector's plan (view groups by dominant axis, intermediate-plane sizes) depends on θ only through
-    the rays (tilt, COR), not on the detector (roll, u offset). When every view keeps its group over the
-    corners and centre of the bounds, the plan of all those geometries together, with the nominal groups,
-    serves every θ inside: no per-view switch, and the projector's own adjoint, compile much faster than
-    the traced plan.
-    """
+def _search_box(geometry: Geometry, names: tuple[str, ...],
+                bounds: dict[str, tuple[float, float]]) -> tuple[Geometry, ...]:
+    """The nominal geometry and the corners of the search bounds in the parameters that move the rays (tilt,
+    COR; the detector's roll and offset do not change the projector's plan)."""
     axes = [n for n in ("cor_offset", "tilt_deg") if n in names]
-    samples = [np.asarray(geometry.vectors())]
-    for combo in itertools.product(*[bounds[n] for n in axes]):
-        changes = {n: getattr(geometry, n) + c for n, c in zip(axes, combo, strict=True)}
-        samples.append(np.asarray(geometry.replace(**changes).vectors()))
-    groups = [dominant_axes(v, grid, geometry.beam) for v in samples]
-    if any(not np.array_equal(g, groups[0]) for g in groups):
-        return None, None
-    union = make_plan(Geometry.from_vectors(np.concatenate(samples), geometry.det_shape, geometry.beam), grid)
-    return union, tuple(int(k) for k in groups[0])
+    corners = [geometry.replace(**{n: getattr(geometry, n) + c for n, c in zip(axes, combo, strict=True)})
+               for combo in itertools.product(*[bounds[n] for n in axes])]
+    return (geometry, *corners) if axes else (geometry,)
 
 
 def _apply(geometry: Geometry, names: tuple[str, ...], theta: np.ndarray) -> Geometry:
     """The nominal geometry with the changes θ substituted (concrete)."""
-    changes = {}
-    for n, t in zip(names, np.asarray(theta, dtype=float), strict=True):
-        if n == "det_offset_u":
-            changes["det_offset"] = (geometry.det_offset[0], geometry.det_offset[1] + float(t))
-        else:
-            changes[n] = float(getattr(geometry, n)) + float(t)
-    return geometry.replace(**changes)
+    return _Model(geometry, None, names, ()).geometry_at([float(t) for t in np.asarray(theta, dtype=float)])
 
 
 # ---------------------------------------------------------------------------------------------- search steps

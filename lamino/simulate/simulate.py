@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import lamino
-from lamino import _jax
+from lamino import config
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.io import GroundTruth, Scan
 from lamino.phantoms import Phantom
@@ -202,7 +202,7 @@ def _acquire(key, lengths, materials, n_views, consts, detector, switches, n_bin
     rows, cols = detector.shape
     out = np.empty((n_views, rows, cols), np.float32)
     chunk = views_per_chunk(detector.shape, n_bins)
-    devices = _jax.compute_devices()
+    devices = config.compute_devices()
     dev_consts = [jax.device_put(consts, d) for d in devices]
     pending: deque = deque()
     bar = tqdm(total=n_views, desc="simulate", unit="view", disable=not progress)

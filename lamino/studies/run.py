@@ -17,6 +17,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from lamino.config import configure
 from lamino.studies.point import evaluate_point
 from lamino.studies.spec import StudySpec, point_id
 from lamino.studies.store import PointResult, ResultStore
@@ -41,6 +42,7 @@ class Runner:
         self._client = self._cluster = None
         if dask is not None:
             self._client, self._cluster = _dask_client(dask, workers or 2)
+            self._client.run(configure)      # before the workers' first JAX computation, where possible
 
     def close(self) -> None:
         if self._client is not None:
@@ -98,7 +100,8 @@ class Runner:
         for attempt in range(self.retries + 1):
             context = multiprocessing.get_context("spawn")
             try:
-                with cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
+                with cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
+                                            initializer=configure) as pool:
                     futures = {pool.submit(self.evaluate, self.spec, p, stage): i for i, p in pending.items()}
                     for fut in cf.as_completed(futures):
                         self._finish(fut.result(), bar)
