@@ -1,6 +1,9 @@
-"""The native cone-beam kernels for XLA:CPU (``_cone_cpu.cc``) against the XLA kernels they replace."""
+"""The native cone-beam kernels for XLA:CPU (``_cone_cpu.cc``) against the XLA kernels they replace, their argument
+checks, and the ABI handshake that refuses a stale or foreign library."""
 
+import re
 import shutil
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -140,3 +143,160 @@ def test_baseline_and_avx2_builds_agree(tmp_path):
         results.append(np.load(out))
     for key in "fab":
         assert _rel(results[1][key], results[0][key].astype(np.float64)) < 1e-6
+
+
+# ------------------------------------------------------------------------------------- argument checks, handshake
+def _z(*shape):
+    return jnp.zeros(shape, jnp.float32)
+
+
+_BAD_CALLS = {
+    "zoom_sum slice count": (lambda: _native.zoom_sum(_z(4, 5, 6), _z(1, 3, 3), 0, (8, 8)),
+                             r"LaminoConeZoomSum: params must have shape \(n_views, 4, 3\) .* got \(1, 3, 3\)"),
+    "zoom_sum slice axis": (lambda: _native.zoom_sum(_z(4, 5, 6), _z(1, 5, 3), 2, (8, 8)),
+                            "slice_axis must be 0 or 1, got 2"),
+    "zoom_sum src rank": (lambda: _native.zoom_sum(_z(4, 5), _z(1, 5, 3), 1, (8, 8)),
+                          r"src must be 3-D .* got \(4, 5\)"),
+    "zoom_sum params rank": (lambda: _native.zoom_sum(_z(4, 5, 6), _z(5, 3), 1, (8, 8)),
+                             r"params must have shape \(n_views, 5, 3\) .* got \(5, 3\)"),
+    "zoom_sum planes rank": (lambda: _native.zoom_sum(_z(4, 5, 6), _z(1, 5, 3), 1, (8,)),
+                             r"planes must have shape \(1, H, W\) .* got \(1, 8\)"),
+    "zoom_sum_transpose views": (lambda: _native.zoom_sum_transpose(_z(4, 5, 6), _z(2, 8, 8), _z(1, 4, 3), 0),
+                                 r"LaminoConeZoomSumT: planes_ct must have shape \(1, H, W\) .* got \(2, 8, 8\)"),
+    "zoom_sum_transpose slices": (lambda: _native.zoom_sum_transpose(_z(4, 5, 6), _z(1, 8, 8), _z(1, 4, 3), 1),
+                                  r"LaminoConeZoomSumT: params must have shape \(n_views, 5, 3\)"),
+    "zoom_gather views": (lambda: _native.zoom_gather(_z(4, 5, 6), _z(2, 8, 8), _z(1, 5, 3), 1),
+                          r"LaminoConeZoomGather: planes must have shape \(1, H, W\)"),
+    "zoom_gather acc rank": (lambda: _native.zoom_gather(_z(4, 5, 6, 1), _z(1, 8, 8), _z(1, 5, 3), 1),
+                             "LaminoConeZoomGather: acc must be 3-D"),
+    "bilinear_sample cols": (lambda: _native.bilinear_sample(_z(2, 8, 8), _z(2, 10), _z(2, 11)),
+                             r"LaminoBilinearSample: cols must have the shape of rows \(2, 10\), got \(2, 11\)"),
+    "bilinear_sample images": (lambda: _native.bilinear_sample(_z(8, 8), _z(2, 10), _z(2, 10)),
+                               r"images must have shape \(n, h, w\), got \(8, 8\)"),
+    "bilinear_sample count": (lambda: _native.bilinear_sample(_z(3, 8, 8), _z(2, 10), _z(2, 10)),
+                              r"rows must have shape \(3, \.\.\.\) for images of shape \(3, 8, 8\), got \(2, 10\)"),
+    "bilinear_scatter rows": (lambda: _native.bilinear_scatter(_z(2, 10), _z(2, 9), _z(2, 10), (8, 8)),
+                              r"LaminoBilinearScatter: rows must have the shape of values \(2, 10\), got \(2, 9\)"),
+    "bilinear_scatter images": (lambda: _native.bilinear_scatter(_z(2, 10), _z(2, 10), _z(2, 10), (8,)),
+                                r"images must have shape \(n, h, w\), got \(2, 8\)"),
+}
+
+
+@pytest.mark.parametrize("case", list(_BAD_CALLS))
+@pytest.mark.skipif(not _native.available(), reason="native kernels not built")
+def test_each_kernel_checks_its_argument_shapes(case):
+    call, message = _BAD_CALLS[case]
+    with pytest.raises(RuntimeError, match=message):
+        jax.block_until_ready(call())
+
+
+@pytest.mark.skipif(not _native.available(), reason="native kernels not built")
+def test_empty_batches_are_fine():
+    assert _native.bilinear_sample(_z(0, 8, 8), _z(0, 10), _z(0, 10)).shape == (0, 10)
+    assert _native.bilinear_scatter(_z(0, 10), _z(0, 10), _z(0, 10), (8, 8)).shape == (0, 8, 8)
+
+
+@pytest.fixture
+def fresh_native():
+    """The native library loaded and checked anew, in the test and after it (``available`` and ``_registered``
+    are cached)."""
+    _native.available.cache_clear()
+    _native._registered.cache_clear()
+    yield
+    _native.available.cache_clear()
+    _native._registered.cache_clear()
+
+
+@pytest.mark.skipif(not _native.available(), reason="native kernels not built")
+def test_the_built_library_passes_the_handshake(fresh_native):
+    import ctypes
+
+    lib = ctypes.CDLL(str(_native._library_path()))
+    lib.lamino_native_abi.restype, lib.lamino_native_source_hash.restype = ctypes.c_int64, ctypes.c_char_p
+    assert lib.lamino_native_abi() == _native.ABI_VERSION
+    assert lib.lamino_native_source_hash().decode() == _native.source_hash() is not None
+    assert _native.available()
+
+
+def _refused_once(match: str) -> None:
+    """available() is False, twice, with exactly one RuntimeWarning, which matches ``match``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert not _native.available()
+        assert not _native.available()
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1, messages
+    assert re.search(match, messages[0]), messages[0]
+    assert "the XLA kernels run instead" in messages[0] and "pip install ." in messages[0]
+
+
+_FAKE_LIBRARIES = {     # C source of a library named like the extension; the warning it gets
+    "no handshake": ("int lamino_unrelated(void) { return 0; }", "has no ABI handshake"),
+    "other ABI": ('#include <stdint.h>\nint64_t lamino_native_abi(void) { return -7; }\n'
+                  'const char* lamino_native_source_hash(void) { return "SOURCE"; }', "reports ABI version -7"),
+    "other sources": ('#include <stdint.h>\nint64_t lamino_native_abi(void) { return ABI; }\n'
+                      'const char* lamino_native_source_hash(void) { return "0123456789abcdef"; }',
+                      r"kernel sources 0123456789abcdef, expected ABI version \d+ and sources [0-9a-f]{16}"),
+}
+
+
+@pytest.mark.parametrize("kind", list(_FAKE_LIBRARIES))
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no C compiler to build a fake library")
+def test_a_stale_or_foreign_library_is_refused(monkeypatch, tmp_path, fresh_native, kind):
+    import importlib.machinery
+    import importlib.util
+    import subprocess
+
+    # the reference comes from the real kernels when they are built
+    g = Geometry.cone(30.0, 5, sod=80.0, sdd=150.0, det_shape=(14, 18), det_spacing=2.0)
+    grid = VolumeGrid((10, 12, 11), 1.0)
+    x = np.random.default_rng(1).random(grid.shape, dtype=np.float32)
+    expected = np.asarray(Projector(g, grid).forward(x), np.float64)
+
+    # a library of the extension's name in a lamino/projector folder on sys.path: found by _library_path()
+    source, match = _FAKE_LIBRARIES[kind]
+    source = source.replace("ABI", str(_native.ABI_VERSION)).replace("SOURCE", str(_native.source_hash()))
+    folder = tmp_path / "lamino" / "projector"
+    folder.mkdir(parents=True)
+    (tmp_path / "fake.c").write_text(source + "\n")
+    library = folder / ("_cone_cpu" + importlib.machinery.EXTENSION_SUFFIXES[0])
+    cc = shutil.which("cc") or shutil.which("gcc")
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(library), str(tmp_path / "fake.c")], check=True)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "lamino.projector._cone_cpu" else find_spec(name, *a))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert _native._library_path() == library
+    _native.available.cache_clear()
+    _native._registered.cache_clear()
+
+    _refused_once(match)
+    with pytest.raises(_native.StaleLibraryError, match="pip install ."):      # a direct call says why, too
+        _native.zoom_sum(_z(2, 3, 4), _z(1, 2, 3), 0, (3, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")           # the one warning was given already
+        P = Projector(g, grid)
+        assert not P._native
+        assert _rel(P.forward(x), expected) < 1e-4
+
+
+@pytest.mark.parametrize("patch", ["abi", "sources"])
+@pytest.mark.skipif(not _native.available(), reason="native kernels not built")
+def test_the_built_library_is_refused_by_other_kernel_sources(monkeypatch, fresh_native, patch):
+    # what a stale build left from an older checkout looks like to this module
+    if patch == "abi":
+        monkeypatch.setattr(_native, "ABI_VERSION", _native.ABI_VERSION + 1)
+    else:
+        monkeypatch.setattr(_native, "source_hash", lambda: "0123456789abcdef")
+    _refused_once("expected ABI version .* and sources")
+    g = Geometry.cone(30.0, 4, sod=90.0, sdd=170.0, det_shape=(12, 12), det_spacing=2.0)
+    assert not Projector(g, VolumeGrid((8, 8, 8), 1.0))._native
+
+
+@pytest.mark.skipif(not _native.available(), reason="native kernels not built")
+def test_without_the_kernel_sources_only_the_abi_version_is_checked(monkeypatch, fresh_native):
+    monkeypatch.setattr(_native, "_SOURCES", ("_cone_cpu_missing.cc",))
+    assert _native.source_hash() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _native.available()

@@ -1,5 +1,6 @@
 // The kernels of _cone_cpu.cc. This file is included twice there, into a baseline namespace and into one
-// compiled for AVX2 + FMA, so that the loader can run the version the CPU supports.
+// compiled for AVX2 + FMA, so that the loader can run the version the CPU supports. The handlers there check
+// every buffer's rank and shape before they call a kernel: the kernels take their arguments as valid.
 
 // Slices of a 3-D C-ordered array read along one of its first two axes.
 struct Slices {
@@ -67,7 +68,7 @@ inline void gather_rows(const AxisTaps& t, const float* const* rows, float* cons
   for (const Run& run : t.runs) {
     const float* x[NR];
     for (int r = 0; r < NR; ++r) x[r] = rows[r] + run.d + 1;
-#pragma GCC ivdep
+    LAMINO_IVDEP
     for (int64_t j = run.start; j < run.end; ++j) {
       const float w0 = scale * (1.0f - f[j]), w1 = scale * f[j];
       for (int r = 0; r < NR; ++r) outs[r][j] += w0 * x[r][j] + w1 * x[r][j + 1];
@@ -85,7 +86,7 @@ inline void scatter_rows(const AxisTaps& t, const float* const* g, float* const*
     if (first + d >= 0 && first + d < n)
       for (int r = 0; r < NR; ++r) outs[r][first + d] += (1.0f - f[first]) * g[r][first];
     const int64_t lo = std::max(first + 1, -d), hi = std::min(run.end, n - d);
-#pragma GCC ivdep
+    LAMINO_IVDEP
     for (int64_t j = lo; j < hi; ++j) {
       const float w0 = 1.0f - f[j], w1 = f[j - 1];
       for (int r = 0; r < NR; ++r) outs[r][j + d] += w0 * g[r][j] + w1 * g[r][j - 1];
@@ -152,15 +153,6 @@ void blend_rows(const float* slice_base, const Slices& sl, int64_t i, float f, c
   }
 }
 
-// params (n_views, n_c, 3) for a source of slices sl; planes (n_views, H, W).
-ffi::Error check(const Slices& sl, ffi::Span<const int64_t> pdims, ffi::Span<const int64_t> plane_dims) {
-  if (pdims.size() != 3 || pdims[1] != sl.n_c || pdims[2] != 3)
-    return ffi::Error::InvalidArgument("params must have shape (n_views, n_slices, 3)");
-  if (plane_dims.size() != 3 || plane_dims[0] != pdims[0])
-    return ffi::Error::InvalidArgument("planes must have shape (n_views, H, W)");
-  return ffi::Error::Success();
-}
-
 // Runs work(v, s, j0, j1, rows, cols) for every view v and slice s over the output rows of the slice's row
 // taps (set by set_taps(v, s, rows, cols)), in chunks [j0, j1) of at most kRows rows. Slices are taken in
 // blocks, and each block serves every view before the next is read, so the volume passes through memory once
@@ -195,7 +187,7 @@ void for_slice_rows(const Slices& sl, int64_t n_views, SetTaps set_taps, Work wo
 // Copies acc into the output when XLA did not alias them (it normally does: the update is in place).
 float* in_place(const ffi::Buffer<ffi::F32>& acc, ffi::ResultBuffer<ffi::F32>& out) {
   float* dst = out->typed_data();
-  if (dst != acc.typed_data()) std::memcpy(dst, acc.typed_data(), acc.size_bytes());
+  if (dst != acc.typed_data() && acc.size_bytes() > 0) std::memcpy(dst, acc.typed_data(), acc.size_bytes());
   return dst;
 }
 
@@ -217,7 +209,6 @@ void interpolate_rows(const float* base, const Slices& sl, int64_t j0, int64_t j
 ffi::Error ZoomSum(ffi::Buffer<ffi::F32> src, ffi::Buffer<ffi::F32> params, ffi::ResultBuffer<ffi::F32> planes,
                    int64_t slice_axis) {
   const Slices sl(src.dimensions(), slice_axis);
-  if (auto err = check(sl, params.dimensions(), planes->dimensions()); err.failure()) return err;
   const int64_t nv = planes->dimensions()[0], h = planes->dimensions()[1], w = planes->dimensions()[2];
   float* out = planes->typed_data();
   std::fill(out, out + nv * h * w, 0.0f);
@@ -244,7 +235,6 @@ ffi::Error ZoomSum(ffi::Buffer<ffi::F32> src, ffi::Buffer<ffi::F32> params, ffi:
 ffi::Error ZoomSumT(ffi::Buffer<ffi::F32> acc, ffi::Buffer<ffi::F32> planes_ct, ffi::Buffer<ffi::F32> params,
                     ffi::ResultBuffer<ffi::F32> out, int64_t slice_axis) {
   const Slices sl(acc.dimensions(), slice_axis);
-  if (auto err = check(sl, params.dimensions(), planes_ct.dimensions()); err.failure()) return err;
   float* vol = in_place(acc, out);
   const int64_t h = planes_ct.dimensions()[1], w = planes_ct.dimensions()[2];
   const float* pc = planes_ct.typed_data();
@@ -288,7 +278,6 @@ ffi::Error ZoomSumT(ffi::Buffer<ffi::F32> acc, ffi::Buffer<ffi::F32> planes_ct, 
 ffi::Error ZoomGather(ffi::Buffer<ffi::F32> acc, ffi::Buffer<ffi::F32> planes, ffi::Buffer<ffi::F32> params,
                       ffi::ResultBuffer<ffi::F32> out, int64_t slice_axis) {
   const Slices sl(acc.dimensions(), slice_axis);
-  if (auto err = check(sl, params.dimensions(), planes.dimensions()); err.failure()) return err;
   float* vol = in_place(acc, out);
   const int64_t h = planes.dimensions()[1], w = planes.dimensions()[2];
   const Slices pl(h, w);      // a plane, as one slice
@@ -331,9 +320,7 @@ inline void bilinear_taps(float r, float c, int64_t h, int64_t w, Tap tap) {
 ffi::Error BilinearSample(ffi::Buffer<ffi::F32> images, ffi::Buffer<ffi::F32> rows, ffi::Buffer<ffi::F32> cols,
                           ffi::ResultBuffer<ffi::F32> values) {
   const auto d = images.dimensions();
-  if (d.size() != 3 || rows.element_count() != cols.element_count() || rows.element_count() % d[0] != 0)
-    return ffi::Error::InvalidArgument("images must be (n, h, w) and rows, cols (n, ...) alike");
-  const int64_t n = d[0], h = d[1], w = d[2], m = rows.element_count() / n;
+  const int64_t n = d[0], h = d[1], w = d[2], m = n > 0 ? rows.element_count() / n : 0;
   const float *img = images.typed_data(), *r = rows.typed_data(), *c = cols.typed_data();
   float* out = values->typed_data();
   for (int64_t v = 0; v < n; ++v) {
@@ -351,10 +338,7 @@ ffi::Error BilinearSample(ffi::Buffer<ffi::F32> images, ffi::Buffer<ffi::F32> ro
 ffi::Error BilinearScatter(ffi::Buffer<ffi::F32> values, ffi::Buffer<ffi::F32> rows, ffi::Buffer<ffi::F32> cols,
                            ffi::ResultBuffer<ffi::F32> images) {
   const auto d = images->dimensions();
-  if (d.size() != 3 || rows.element_count() != values.element_count() ||
-      cols.element_count() != values.element_count() || values.element_count() % d[0] != 0)
-    return ffi::Error::InvalidArgument("images must be (n, h, w) and values, rows, cols (n, ...) alike");
-  const int64_t n = d[0], h = d[1], w = d[2], m = values.element_count() / n;
+  const int64_t n = d[0], h = d[1], w = d[2], m = n > 0 ? values.element_count() / n : 0;
   const float *val = values.typed_data(), *r = rows.typed_data(), *c = cols.typed_data();
   float* img = images->typed_data();
   std::fill(img, img + n * h * w, 0.0f);
