@@ -336,7 +336,7 @@ def test_tiled_exact_path_lengths_with_a_mesh_between_convex_parts(tmp_path):
 def test_sorting_network_sorts_every_zero_one_sequence():
     import itertools
 
-    from lamino.phantoms.scene import _batcher_pairs
+    from lamino.phantoms.paint import _batcher_pairs
 
     for n in range(1, 11):                    # 0–1 principle: a network that sorts all 0–1 inputs sorts anything
         for bits in itertools.product((0, 1), repeat=n):

@@ -10,9 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-import lamino.io as lio
 from lamino.geometry import Geometry, VolumeGrid
-from lamino.io import GroundTruth, Scan, flat_dark_correct
+from lamino.io import GroundTruth, Scan, correction, flat_dark_correct, nxtomo
 
 DET = (8, 10)
 
@@ -133,7 +132,7 @@ def test_failed_write_leaves_no_temp_files_and_keeps_the_old_file(tmp_path, monk
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(lio, "_write_lamino", broken)
+    monkeypatch.setattr(nxtomo, "_write_lamino", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         _scan().save(tmp_path / "new.h5")
     with pytest.raises(RuntimeError, match="disk full"):
@@ -240,7 +239,7 @@ def test_flat_dark_correct_recovers_known_line_integrals(monkeypatch):
     out = flat_dark_correct(counts, flats.astype(np.float32), darks.astype(np.float32))
     assert out.dtype == np.float32 and out.shape == p.shape
     np.testing.assert_allclose(out, p, rtol=0, atol=1e-5)
-    monkeypatch.setattr(lio, "_CHUNK_BYTES", 8 * DET[0] * DET[1] * 2)   # two views per chunk
+    monkeypatch.setattr(correction, "_CHUNK_BYTES", 8 * DET[0] * DET[1] * 2)   # two views per chunk
     flats, darks = flats.astype(np.float32), darks.astype(np.float32)
     assert np.array_equal(flat_dark_correct(counts, flats, darks), out)
     scan = Scan(counts, flats, darks, Geometry.parallel(n_views=7, det_shape=DET))

@@ -3,6 +3,10 @@
 ``names()`` lists the procedural phantoms, ``get(name, **params)`` builds one, ``from_mesh(...)`` turns a
 watertight triangle mesh into a phantom. Every phantom can be voxelised (:meth:`Phantom.voxelize`), turned
 into μ volumes (:meth:`Phantom.attenuation`) and traced exactly (:meth:`Phantom.path_lengths`).
+
+Modules: ``parts`` (a shape placed with a material), ``scene`` (the phantom: composition, voxels, μ),
+``raytrace`` and ``paint`` (the exact ray tracer and its kernels), ``mesh_projection`` (exact path lengths of
+closed meshes), ``shapes`` and ``mesh`` (the shapes), one module per named phantom.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import inspect
 
 from lamino.phantoms.lego import lego
+from lamino.phantoms.parts import Part, place
 from lamino.phantoms.pouch_cell import pouch_cell
-from lamino.phantoms.scene import Part, Phantom, Voxelized, place
+from lamino.phantoms.scene import Phantom, Voxelized
 from lamino.phantoms.shapes import Box, Cylinder, Ellipsoid, Frustum, Prism
 from lamino.phantoms.siemens_star import siemens_star
 from lamino.phantoms.ssb_pellet import ssb_pellet

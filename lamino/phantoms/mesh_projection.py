@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lamino import config
-from lamino.geometry import Geometry
+from lamino.geometry import Geometry, frame
 
 _EDGES = ((0, 1), (1, 2), (2, 0))
 
@@ -98,7 +98,8 @@ def _splat_view(tri, rank, v, beam: str, shape: tuple[int, int], window: int):
     path length (entries and exits pair up, so the choice of origin cancels).
     """
     rows, cols = shape
-    src_or_dir, centre, u, w = v[0:3], v[3:6], v[6:9], v[9:12]
+    src_or_dir, centre, u, w = frame.split_vectors(v)
+    r_off, c_off = frame.pixel_offsets(shape, jnp, jnp.float32)
     a, b = _project(tri, v, beam, shape)
     c0 = jnp.ceil(jnp.min(a, axis=1)).astype(jnp.int32)
     r0 = jnp.ceil(jnp.min(b, axis=1)).astype(jnp.int32)
@@ -109,7 +110,8 @@ def _splat_view(tri, rank, v, beam: str, shape: tuple[int, int], window: int):
     inside = _inside(a, b, rank, px, py)
     # plane hit: λ = num / den with num, den affine in the pixel's offsets from the detector centre
     n_tri = jnp.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])                       # outward (F, 3)
-    qc, qr = px - (cols - 1) / 2, py - (rows - 1) / 2
+    # the candidates' offsets from the detector centre (pixels); those off the detector are dropped below
+    qc, qr = jnp.take(c_off, pc, mode="clip"), jnp.take(r_off, pr, mode="clip")
     un, wn = (n_tri @ u)[:, None, None], (n_tri @ w)[:, None, None]
     # λ is counted from the plane through the mesh centre (the origin) parallel to the detector, so the
     # numerator is a small difference of nearby points and float32 keeps its precision
@@ -128,29 +130,20 @@ def _splat_view(tri, rank, v, beam: str, shape: tuple[int, int], window: int):
     index = jnp.where(ok, pr * cols + pc, rows * cols)
     total = jnp.zeros(rows * cols, jnp.float32).at[index.ravel()].add(contrib.ravel(), mode="drop")
     if beam == "cone":
-        qc, qr = jnp.meshgrid(jnp.arange(cols) - (cols - 1) / 2, jnp.arange(rows) - (rows - 1) / 2)
+        # source → pixel centre rays, (d − f) + c·u + r·v (frame.pixel_rays sums in another order: not bitwise)
+        qc, qr = jnp.meshgrid(c_off, r_off)
         ray = centre - src_or_dir + qc.ravel()[:, None] * u + qr.ravel()[:, None] * w
         return total * jnp.linalg.norm(ray, axis=-1)
     return total * jnp.linalg.norm(src_or_dir)
 
 
 def _project(tri, v, beam: str, shape: tuple[int, int]):
-    """Triangle vertices (F, 3, 3) → continuous detector pixel indices (column a, row b), each (F, 3)."""
-    rows, cols = shape
-    src_or_dir, centre, u, w = v[0:3], v[3:6], v[6:9], v[9:12]
-    normal = jnp.cross(u, w)
-    if beam == "cone":
-        rel = tri - src_or_dir
-        s = jnp.dot(centre - src_or_dir, normal) / (rel @ normal)
-        hit = src_or_dir + s[..., None] * rel - centre
-    else:
-        s = jnp.dot(centre - tri, normal) / jnp.dot(src_or_dir, normal)
-        hit = tri + s[..., None] * src_or_dir - centre
-    uu, uw, ww = u @ u, u @ w, w @ w                        # (u, w) need not be orthogonal: use the dual basis
-    det = uu * ww - uw * uw
-    hu, hw = hit @ u, hit @ w
-    ab = jnp.stack([(ww * hu - uw * hw) / det, (uu * hw - uw * hu) / det], -1)
-    return ab[..., 0] + (cols - 1) / 2, ab[..., 1] + (rows - 1) / 2
+    """Triangle vertices (F, 3, 3) → continuous detector pixel indices (column a, row b), each (F, 3): where
+    their rays meet the detector plane of the view ``v`` (12,), in the frame of :mod:`lamino.geometry.frame`."""
+    hit, _ = frame.detector_hits(tri, v, beam, jnp)
+    _, _, u, w = frame.split_vectors(v)
+    row, col = frame.pixel_index(*frame.plane_coordinates(hit, u, w, jnp), shape)
+    return col, row
 
 
 def _inside(a, b, rank, px, py):

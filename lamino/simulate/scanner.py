@@ -15,8 +15,9 @@ Two kinds of source:
   ``spectrum_file``) of ``flux``; a pixel receives ``flux × exposure × pixel area × weight(E)``, with no
   falloff. Pixels of a parallel geometry are effective pixels (at the sample).
 
-Presets (:meth:`Scanner.presets`) are built from published scans and data sheets; each preset's ``sources``
-says where every number comes from and calls an estimate a "typical value". Detector gains (``adu_per_kev``)
+Presets (:meth:`Scanner.presets`) are built from published scans and data sheets and kept as package data
+(``presets.toml``, read and checked by :mod:`lamino.simulate.presets`); each preset's ``sources`` says where every
+number comes from and calls an estimate a "typical value". Detector gains (``adu_per_kev``)
 are set so that the preset's own open-beam flat reads about 60 % of the detector's full scale, the operating
 point at which such scans are usually taken.
 """
@@ -24,6 +25,7 @@ point at which such scans are usually taken.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -31,11 +33,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lamino._checks import count, non_negative, number, pair, positive
-from lamino.geometry import Geometry
+from lamino.geometry import Geometry, frame
+from lamino.simulate import presets
 from lamino.simulate.detector import Detector
 from lamino.simulate.spectrum import Spectrum
 
-__all__ = ["BEAMS", "PUBLISHED_SCANS", "Scanner"]
+__all__ = ["BEAMS", "PUBLISHED_SCANS", "Scanner", "load_presets"]
 
 BEAMS = ("cone", "parallel")
 TUBE_UNIT = "photons/mm²/mAs at 1 m"
@@ -148,18 +151,20 @@ class Scanner:
 
     @classmethod
     def presets(cls) -> list[str]:
-        """Names of the instrument presets."""
-        return list(_PRESETS)
+        """Names of the instrument presets (package data, :mod:`lamino.simulate.presets`)."""
+        return list(_presets())
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> Scanner:
         """The preset ``name`` with ``overrides``: any Scanner or Detector field, ``det_shape``, ``det_spacing``.
 
-        ``energy_kev=`` makes a tube preset monochromatic; see :meth:`replace`.
+        ``energy_kev=`` makes a tube preset monochromatic; see :meth:`replace`. The presets are read from
+        ``presets.toml`` (package data) and checked once, on first use (:func:`load_presets`).
         """
-        if name not in _PRESETS:
-            raise ValueError(f"name={name!r} is not a scanner preset: choose one of {', '.join(_PRESETS)}")
-        return _PRESETS[name].replace(**overrides)
+        table = _presets()
+        if name not in table:
+            raise ValueError(f"name={name!r} is not a scanner preset: choose one of {', '.join(table)}")
+        return table[name].replace(**overrides)
 
     def replace(self, **changes: Any) -> Scanner:
         """A copy with fields changed (validated again).
@@ -307,17 +312,14 @@ def _strings(name: str, values: Any) -> tuple[str, ...]:
 def _obliquity(geometry: Geometry) -> tuple[NDArray[np.float64], float]:
     """cos γ of every pixel centre (rows, cols) off the central ray, and the source–detector-plane distance (mm).
 
-    From the first view's cone vectors (distances and angles do not change as the sample turns).
+    From the first view's cone vectors (distances and angles do not change as the sample turns); the rays from
+    the source to the pixel centres are the detector frame's (:func:`lamino.geometry.frame.pixel_rays`).
     """
     vec = np.asarray(geometry.vectors(), dtype=np.float64)[0]
-    src, centre, u, v = vec[0:3], vec[3:6], vec[6:9], vec[9:12]
+    src, centre, u, v = frame.split_vectors(vec)
     normal = np.cross(u, v)
     normal /= np.linalg.norm(normal)
-    rows, cols = geometry.det_shape
-    r = np.arange(rows) - (rows - 1) / 2
-    c = np.arange(cols) - (cols - 1) / 2
-    pixels = centre + c[None, :, None] * u + r[:, None, None] * v      # (rows, cols, 3)
-    rays = pixels - src
+    _, rays = frame.pixel_rays(vec, geometry.det_shape, "cone")        # (rows, cols, 3), source → pixel centre
     cos_gamma = np.abs(rays @ normal) / np.linalg.norm(rays, axis=-1)
     return cos_gamma, float(abs(np.dot(centre - src, normal)))
 
@@ -326,213 +328,30 @@ def _obliquity(geometry: Geometry) -> tuple[NDArray[np.float64], float]:
 # Presets
 # ---------------------------------------------------------------------------------------------------------------
 
-_REVIEW = ("W. Du et al., review of X-ray computed laminography (background/laminography-review.txt), Table 2 "
-           "'reported instruments and synchrotron facilities for X-ray laminography'")
 
-_NIKON = Scanner(
-    name="nikon_xt225",
-    beam="cone",
-    description="Nikon XT H 225 lab micro-CT with a tilted stage (LEGO CL scan of Fisher et al. 2019)",
-    kvp=80.0,
-    kvp_range=(20.0, 225.0),
-    target="W",
-    anode_angle_deg=12.0,
-    filters=(("Be", 1.0), ("Air", 967.3)),
-    current_ua=85.0,
-    exposure_s=1.0,
-    focal_spot_um=3.0,
-    sod=295.0,
-    sdd=967.3,
-    n_flats=20,
-    n_darks=20,
-    readout_s=0.0,
-    detector=Detector(
-        shape=(1148, 1596), spacing=(0.254, 0.254), mode="integrating", scintillator="CsI", scintillator_um=600.0,
-        psf="glare", psf_sigma_px=0.6, glare_fraction=0.05, glare_sigma_px=10.0,
-        gain_sigma=0.03, gain_drift_sigma=0.002, dead_fraction=1e-4, hot_fraction=2e-5,
-        adu_per_kev=0.059, read_noise_adu=3.0, offset_adu=1000.0, bit_depth=16),
-    sources=(
-        "kvp 80 kV, current 85 µA: LEGO CL scan, S.L. Fisher et al., Meas. Sci. Technol. 30, 035401 (2019), "
-        "data zenodo.org/record/2540509 (flat/dark files 'Flat_80kV85uA', 'Dark_80kV85uA'), as read in CIL's "
-        "laminography example",
-        "sod 295 mm, sdd 967.3 mm, 30° tilt, 0.254 mm pixels: CIL's LEGO laminography example ('parameters are "
-        "from the original paper/author clarification'); detector 1148 × 1596 pixels of 0.254 mm: design.md "
-        "(the LEGO data); 0.254 mm also in " + _REVIEW,
-        "SSB pouch CL scan on the same instrument: W target, 100 kV, 9 W (≈ 90 µA), 600 projections × 1 s, "
-        "≈ 16 µm resolution: Du et al. review, 'CL Exploitation' (PUBLISHED_SCANS['ssb_pouch'])",
-        "kvp range 20–225 kV, 225 W, W reflection target: Nikon XT H tube as listed by the UEF SIB Labs X-ray "
-        "tomography facility page (uef.fi/en/sib-labs-x-ray-tomography); that installation has a 43 × 43 cm Varex "
-        "panel of 2880 × 2880 pixels (override det_shape=(2880, 2880), det_spacing=0.15)",
-        "exposure 1 s per projection: the SSB pouch scan (Du et al.); the LEGO exposure is not given in the "
-        "sources at hand (typical value)",
-        "focal spot 3 µm: typical value for a 225 kV microfocus reflection target below ~7 W (Nikon's quoted "
-        "spot-size rule; not verified in the sources at hand)",
-        "anode angle 12°: spekpy's default (typical value; the target angle is not given in the sources at hand)",
-        "filters: Be window 1 mm (typical value for open microfocus tubes) and the air over the source–detector "
-        "distance (967 mm, spekpy 'Air'; change it with sdd); no added filter in the published scans",
-        "detector: a-Si flat panel with CsI:Tl; 0.254 mm = 2 × 0.127 mm suggests a 127 µm-pitch Varian PaxScan-"
-        "class panel read 2 × 2 binned (our inference); CsI 600 µm, 16-bit, read noise 3 ADU, dark offset 1000 "
-        "ADU, 3 % pixel gain spread, 0.2 % gain drift, glare 5 % at σ 10 px: typical values for such panels",
-        "adu_per_kev 0.059: set so that the default open-beam flat reads ≈ 60 % of the 16-bit range",
-    ),
-)
+def load_presets(path=None) -> dict[str, Scanner]:
+    """The scanners of a presets file (default: lamino's ``presets.toml``, see :mod:`lamino.simulate.presets`),
+    in file order; a value a Scanner or Detector refuses gives a one-line ValueError naming the file and table."""
+    file = presets.PRESETS_FILE if path is None else path
+    out = {}
+    for name, fields in presets.read_presets(file).items():
+        fields = dict(fields)
+        try:
+            detector = Detector(**fields.pop("detector"))
+        except ValueError as exc:
+            raise ValueError(f"{presets.where(file, f'presets.{name}.detector')}: {exc}") from None
+        try:
+            out[name] = Scanner(name=name, detector=detector, **fields)
+        except ValueError as exc:
+            raise ValueError(f"{presets.where(file, f'presets.{name}')}: {exc}") from None
+    return out
 
-_SIGRAY = Scanner(
-    name="sigray_apex",
-    beam="cone",
-    description="Sigray Apex XCT-150 sub-µm lab CT/laminography (transmission-target microfocus source)",
-    kvp=80.0,
-    kvp_range=(20.0, 150.0),
-    target="W",
-    anode_angle_deg=12.0,
-    filters=(("Be", 0.25), ("Air", 750.0)),
-    current_ua=25.0,
-    exposure_s=10.0,
-    focal_spot_um=0.5,
-    sod=5.0,
-    sdd=750.0,
-    n_flats=20,
-    n_darks=20,
-    readout_s=0.1,
-    detector=Detector(
-        shape=(1536, 1944), spacing=(0.0748, 0.0748), mode="integrating", scintillator="CsI", scintillator_um=200.0,
-        psf="glare", psf_sigma_px=0.7, glare_fraction=0.03, glare_sigma_px=8.0,
-        gain_sigma=0.02, gain_drift_sigma=0.002, dead_fraction=1e-4, hot_fraction=2e-5,
-        adu_per_kev=0.041, read_noise_adu=2.0, offset_adu=300.0, bit_depth=14),
-    sources=(
-        "instrument and application: Sigray Apex XCT-150, Li-ion battery CL, G. Zan et al., Proc. Natl. Acad. "
-        "Sci. 119, e2203199119 (2022), 0.2 µm resolution as listed in " + _REVIEW,
-        "kvp ≤ 150 kV: the model name (XCT-150); lower limit 20 kV and the default 80 kV: typical values",
-        "transmission X-ray source with the sample close to its window: Sigray patent WO2022126071 (W. Yun et al., "
-        "'High throughput 3D x-ray imaging system using a transmission x-ray source'); spekpy models a "
-        "reflection target, so the W spectrum at a 12° anode angle and a 0.25 mm Be window is an approximation",
-        "current 25 µA (2 W at 80 kV), focal spot 0.5 µm, exposure 10 s: typical values for sub-µm lab sources",
-        "sod 5 mm, sdd 750 mm (magnification 150, 0.5 µm voxels with 74.8 µm pixels): typical values",
-        "detector: a CMOS flat panel with CsI (1536 × 1944 pixels of 74.8 µm, 14-bit, Dexela 1512-class): a "
-        "typical detector of this class; the Apex's own detector is not documented in the sources at hand",
-        "read noise 2 ADU, offset 300 ADU, 2 % gain spread, 0.2 % drift: typical values",
-        "adu_per_kev 0.041: set so that the default open-beam flat reads ≈ 60 % of the 14-bit range",
-    ),
-)
 
-_ID19 = Scanner(
-    name="esrf_id19",
-    beam="parallel",
-    description="ESRF ID19 synchrotron laminography (monochromatic, 1.4 µm effective pixels)",
-    energy_kev=19.0,
-    flux=1e11,
-    exposure_s=0.2,
-    readout_s=0.1,
-    n_flats=20,
-    n_darks=20,
-    detector=Detector(
-        shape=(2048, 2048), spacing=(0.0014, 0.0014), mode="integrating", scintillator="LuAG", scintillator_um=10.0,
-        psf="gaussian", psf_sigma_px=1.0,
-        gain_sigma=0.01, gain_drift_sigma=0.002, dead_fraction=1e-5, hot_fraction=1e-5,
-        adu_per_kev=0.053, read_noise_adu=2.0, offset_adu=100.0, bit_depth=14),
-    sources=(
-        "1.4 µm effective pixels, flip-chip CL: L. Helfen et al., Appl. Phys. Lett. 86 (7) (2005), as listed in "
-        + _REVIEW,
-        "19 keV monochromatic beam: the CFRP laminography at ID19 (Borstnar et al.) cited in the Du et al. "
-        "review; ID19 also offers pink/white beams (set spectrum_file)",
-        "flux 1e11 photons/mm²/s at the sample: typical value (order of magnitude for a multilayer "
-        "monochromator at ID19), not a measured figure",
-        "detector: 2048 × 2048, 14-bit CCD camera (FReLoN-class, 14 µm pixels behind 10× optics give 1.4 µm) "
-        "with a 10 µm thin-film scintillator: typical values; LuAG is used here, ESRF's GGG:Eu films are not in "
-        "lamino's material registry",
-        "exposure 0.2 s, readout 0.1 s, read noise 2 ADU, offset 100 ADU, PSF σ 1 px, 1 % gain spread, 0.2 % "
-        "drift (beam and scintillator changes between flats and projections): typical values",
-        "adu_per_kev 0.053: set so that the default open-beam flat reads ≈ 60 % of the 14-bit range",
-    ),
-)
+@functools.cache
+def _presets() -> dict[str, Scanner]:
+    """lamino's presets, read once."""
+    return load_presets()
 
-_CSAXS = Scanner(
-    name="psi_csaxs",
-    beam="parallel",
-    description="PSI SLS cSAXS ptychographic X-ray laminography (absorption approximation, 6.2 keV)",
-    energy_kev=6.2,
-    flux=7e11,
-    exposure_s=30.0,
-    readout_s=5.0,
-    n_flats=1,
-    n_darks=1,
-    detector=Detector(
-        shape=(1024, 1024), spacing=(1.43e-5, 1.43e-5), mode="counting", scintillator="silicon",
-        scintillator_um=450.0, threshold_kev=(3.1, math.inf), psf="gaussian", psf_sigma_px=0.5,
-        gain_sigma=0.0, gain_drift_sigma=0.0, dead_fraction=0.0, hot_fraction=0.0,
-        read_noise_adu=0.0, offset_adu=0.0, bit_depth=None),
-    sources=(
-        "ptychographic X-ray laminography of integrated circuits at 6.2 keV: M. Holler et al., Nat. Electron. "
-        "2, 464 (2019); 14.3 nm resolution as listed in " + _REVIEW + "; used here as the effective pixel",
-        "absorption approximation only: the 'detector' stands for the reconstructed projections (1024 × 1024 "
-        "effective pixels, typical field of view), counted photon by photon with no read noise or saturation",
-        "sensor: 450 µm Si hybrid pixel detector (Eiger/Pilatus-class), counting threshold at half the photon "
-        "energy: typical values",
-        "flux 7e11 photons/mm²/s over the field and 30 s per projection: typical values (coherent flux ≈ 5e8 "
-        "photons/s, 0.1 s dwell, 1.5 µm scan step ≈ 2e13 photons/mm² per projection), an estimate",
-        "one flat and one dark frame, 5 s overhead per projection: typical values (ptychography normalises by the "
-        "probe, not by flats)",
-    ),
-)
-
-_APS = Scanner(
-    name="aps_2bm",
-    beam="parallel",
-    description="APS 2-BM micro-CT laminography (multilayer monochromator, 27.4 keV, 0.65 µm pixels)",
-    energy_kev=27.4,
-    flux=1e11,
-    exposure_s=0.16,
-    readout_s=0.0,
-    n_flats=10,
-    n_darks=10,
-    detector=Detector(
-        shape=(2160, 2560), spacing=(0.00065, 0.00065), mode="integrating", scintillator="LuAG",
-        scintillator_um=10.0, psf="gaussian", psf_sigma_px=1.0,
-        gain_sigma=0.01, gain_drift_sigma=0.002, dead_fraction=1e-5, hot_fraction=1e-5,
-        adu_per_kev=2.1, read_noise_adu=2.0, offset_adu=100.0, bit_depth=16),
-    sources=(
-        "27.4 keV multilayer monochromator, PCO edge 2560 × 2160, Mitutoyo 10× → 0.65 µm pixels, LuAG 10 µm, "
-        "10 flats and 10 darks: TomoBank laminography data set tomo_00100 (APS 2-BM-B, 'Camera caffè' leaf), "
-        "tomography/tomobank docs/source/data/docs.data.laminography.rst",
-        "0.92 µm pixels for the mouse-brain laminography: V. Nikitin et al., J. Synchrotron Rad. (2024), "
-        "journals.iucr.org/s/issues/2024/04/00/gy5064, as listed in " + _REVIEW + " (override det_spacing=0.00092)",
-        "exposure 0.16 s per view: from tomo_00100's fly scan (180° at 0.75°/s over 1500 projections); readout "
-        "0 s (fly scan, global shutter)",
-        "flux 1e11 photons/mm²/s: typical value (order of magnitude for a bending-magnet multilayer beam), not a "
-        "measured figure",
-        "16-bit sCMOS, read noise 2 ADU, offset 100 ADU, PSF σ 1 px, 1 % gain spread, 0.2 % drift: typical values",
-        "adu_per_kev 2.1: set so that the default open-beam flat reads ≈ 60 % of the 16-bit range",
-    ),
-)
-
-_SPRING8 = Scanner(
-    name="spring8_bl20",
-    beam="parallel",
-    description="SPring-8 BL20XU/BL20B2 micro-laminography (monochromatic, 1.5 µm effective pixels)",
-    energy_kev=20.0,
-    flux=1e11,
-    exposure_s=0.1,
-    readout_s=0.01,
-    n_flats=20,
-    n_darks=20,
-    detector=Detector(
-        shape=(2048, 2048), spacing=(0.0015, 0.0015), mode="integrating", scintillator="LuAG",
-        scintillator_um=20.0, psf="gaussian", psf_sigma_px=1.0,
-        gain_sigma=0.01, gain_drift_sigma=0.002, dead_fraction=1e-5, hot_fraction=1e-5,
-        adu_per_kev=0.22, read_noise_adu=2.0, offset_adu=100.0, bit_depth=16),
-    sources=(
-        "micro-laminography at SPring-8 BL20, 1.5 µm, copper grids: M. Hoshino et al., 'Development of an X-ray "
-        "micro-laminography system at SPring-8', AIP Conf. Proc. (2011), as listed in " + _REVIEW,
-        "20 keV: typical value within the monochromatic ranges of BL20XU (undulator) and BL20B2 (bending magnet), "
-        "both ≈ 8–113 keV",
-        "flux 1e11 photons/mm²/s: typical value for BL20XU (undulator); BL20B2 gives roughly 1e9 (override flux)",
-        "detector: 2048 × 2048 16-bit sCMOS behind a 20 µm LuAG:Ce scintillator and optics giving 1.5 µm pixels, "
-        "exposure 0.1 s, readout 0.01 s, read noise 2 ADU, offset 100 ADU, PSF σ 1 px: typical values",
-        "adu_per_kev 0.22: set so that the default open-beam flat reads ≈ 60 % of the 16-bit range",
-    ),
-)
-
-_PRESETS: dict[str, Scanner] = {s.name: s for s in (_NIKON, _SIGRAY, _ID19, _CSAXS, _APS, _SPRING8)}
 
 PUBLISHED_SCANS: dict[str, dict[str, Any]] = {
     "lego": {"preset": "nikon_xt225", "overrides": {"kvp": 80.0, "current_ua": 85.0, "exposure_s": 1.0},
