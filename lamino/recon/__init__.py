@@ -2,7 +2,9 @@
 projection preprocessing, and geometry calibration.
 
 Every method reads the same :class:`~lamino.geometry.Geometry` that simulated (or describes) the data and runs
-on :class:`~lamino.projector.Projector`. ``fbp`` dispatches to ``fdk`` for cone beam. Values are μ in 1/mm.
+on :class:`~lamino.projector.Projector`. ``fbp`` dispatches to ``fdk`` for cone beam; both are built on the
+analytic-reconstruction core :mod:`lamino.recon.analytic` (circular scan, angular weights, row alignment, chunked
+filtering). Values are μ in 1/mm.
 """
 
 from lamino.recon.calibrate import PARAMS as CALIBRATION_PARAMS

@@ -11,12 +11,12 @@ shifted along z by z_s)::
     f(x) = ½ Σ_i w_i · R² / (R − x·ŝ_i)² · ∫ h(A(x) − A') · R / |X(A', B) − S_i| · p_i(A', B) dA'        (1)
 
 (ŝ_i horizontal unit vector from the axis to the source S_i, X(A, B) the virtual-detector point, h the ramp
-of :mod:`lamino.recon.filters`, w_i the angular weights of :func:`lamino.recon.fbp.angular_weights`).
+of :mod:`lamino.recon.filters`, w_i the angular weights of :func:`lamino.recon.analytic.angular_weights`).
 
 This module evaluates (1) *on the real detector, without resampling*. The tangent t is the lab x axis,
 i.e. the real detector's row direction (when it is not — ``det_roll_deg`` ≠ 0, or ``cor_offset`` ≠ 0, which
 puts the source off the detector's central column — by more than 0.25°, the views are first resampled onto a
-virtual detector with rows along t by :func:`lamino.recon.fbp.align_rows`), so the plane through S_i and a
+virtual detector with rows along t by :func:`lamino.recon.analytic.align_rows`), so the plane through S_i and a
 real row contains t and meets the virtual detector in a virtual row: rows map to rows. Along one row the
 central projection from S_i is a scaling A = λ·u + const with λ = |X − S| / |P_d − S| constant on the row
 (P_d the real pixel). Since the ramp kernel is homogeneous, h(λ·u) = h(u) / λ², and
@@ -46,9 +46,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from lamino.geometry import Geometry, VolumeGrid
+from lamino.geometry.frame import pixel_centres, split_vectors
 from lamino.projector import Projector
-from lamino.recon.fbp import align_rows, check_inputs, chunk_size, circular_views, map_view_chunks
-from lamino.recon.filters import _apply, check_filter, padded_length, ramp_filter
+from lamino.recon.analytic import check_arguments, chunk_size, circular_scan, map_view_chunks, parallel_fbp
+from lamino.recon.filters import _apply, ramp_response
 
 
 def fdk(projections, geometry: Geometry, grid: VolumeGrid, filter: str = "ram-lak", cutoff: float = 1.0,
@@ -57,50 +58,44 @@ def fdk(projections, geometry: Geometry, grid: VolumeGrid, filter: str = "ram-la
 
     Args:
         projections: line integrals, (n_views, rows, cols) of ``geometry`` (numpy or JAX).
-        geometry: a cone-beam circular scan over 360° at any tilt (parallel beam is passed to
-            :func:`lamino.recon.fbp.fbp`).
+        geometry: a cone-beam circular scan over 360° at any tilt (parallel beam is reconstructed by the
+            CL-FBP of :func:`lamino.recon.fbp.fbp`).
         grid: the output voxel grid.
         filter: one of :data:`lamino.recon.filters.FILTERS`.
         cutoff: fraction of the Nyquist frequency in (0, 1].
         pad: zero-pad the rows to ≥ 2·cols before the FFT.
 
     Returns a float32 JAX array. Raises ValueError for short scans, non-circular trajectories and other
-    geometries where (2) does not apply (see :func:`lamino.recon.fbp.circular_views`).
+    geometries where (2) does not apply (see :func:`lamino.recon.analytic.circular_views`).
     """
-    name, cutoff = check_filter(filter, cutoff)
-    proj = check_inputs(projections, geometry, grid, pad)
+    proj, name, cutoff = check_arguments(projections, geometry, grid, filter, cutoff, pad)
     if geometry.beam != "cone":
-        from lamino.recon.fbp import fbp
-
-        return fbp(proj, geometry, grid, filter=name, cutoff=cutoff, pad=pad)
-    circular_views(geometry, rows=False)                     # fail early on non-circular scans
-    proj, geometry = align_rows(proj, geometry)
-    views = circular_views(geometry)
-    vec = views.vectors
-    src, det, u, v = vec[:, 0:3], vec[:, 3:6], vec[:, 6:9], vec[:, 9:12]
+        return parallel_fbp(proj, geometry, grid, name, cutoff, pad)
+    proj, geometry, views = circular_scan(proj, geometry)
+    src, det, u, v = split_vectors(views.vectors)
     radius = np.hypot(src[:, 0], src[:, 1])                                  # R: source to axis
     flux = np.abs(np.sum(np.cross(u, v) * (det - src), 1))                   # |(u × v) · (d − S)|
     scale = 0.5 * radius * views.weights * flux / float(np.prod(grid.voxel_size))
-    filtered = _filter_cone(proj, det - src, u, v, float(np.linalg.norm(u[0])), name, cutoff, pad, scale)
+    # every view moved by −S_i (source at the origin): its pixel centres are then P_d − S_i
+    from_source = np.concatenate([np.zeros_like(src), det - src, u, v], axis=1)
+    filtered = _filter_cone(proj, from_source, float(np.linalg.norm(u[0])), name, cutoff, pad, scale)
     return Projector(geometry, grid).backproject(filtered)
 
 
-def _filter_cone(proj, rel, u, v, du: float, name: str, cutoff: float, pad: bool, scale: np.ndarray):
-    """scale_i / |P_d − S| · [h_u ∗ (p_i / |P_d − S|)] for every view, in chunks of views (float32)."""
+def _filter_cone(proj, from_source, du: float, name: str, cutoff: float, pad: bool, scale: np.ndarray):
+    """scale_i / |P_d − S| · [h_u ∗ (p_i / |P_d − S|)] for every view, in chunks of views: float32 (n, rows, cols).
+
+    ``from_source``: the views' 12-vectors (n, 12) moved by −S_i, so that their pixel centres are P_d − S_i (mm)."""
     n, rows, cols = proj.shape
-    n_pad = max(padded_length(cols, pad), 2)
-    response = jnp.asarray(ramp_filter(n_pad, du, name, cutoff), jnp.float32)
-    return map_view_chunks(lambda chunk, r, uu, vv, sc: _cone_chunk(chunk, r, uu, vv, sc, response, n_pad), proj,
-                           chunk_size(n, rows, n_pad), rel, u, v, scale)
+    response, n_pad = ramp_response(cols, du, name, cutoff, pad)
+    return map_view_chunks(lambda chunk, vec, sc: _cone_chunk(chunk, vec, sc, response, n_pad), proj,
+                           chunk_size(n, rows, n_pad), from_source, scale)
 
 
 @functools.partial(jax.jit, static_argnames=("n_pad",))
-def _cone_chunk(chunk, rel, u, v, scale, response, n_pad: int):
-    _, rows, cols = chunk.shape
-    c = jnp.arange(cols, dtype=jnp.float32) - (cols - 1) / 2
-    r = jnp.arange(rows, dtype=jnp.float32) - (rows - 1) / 2
-    ray = (rel[:, None, None, :] + c[None, None, :, None] * u[:, None, None, :]
-           + r[None, :, None, None] * v[:, None, None, :])                   # P_d − S: (b, rows, cols, 3)
+def _cone_chunk(chunk, from_source, scale, response, n_pad: int):
+    """The FDK filtering of eq. (2) for a chunk of views (b, rows, cols), float32."""
+    ray = pixel_centres(from_source, chunk.shape[1:], jnp, jnp.float32)    # P_d − S: (b, rows, cols, 3)
     inv_dist = 1.0 / jnp.linalg.norm(ray, axis=-1)
     filtered = _apply(chunk * inv_dist, response, n_pad)
     return filtered * inv_dist * scale[:, None, None]

@@ -94,8 +94,18 @@ def ramp_filter(n_pad: int, du: float, name: str = "ram-lak", cutoff: float = 1.
     return np.where(x <= 1.0 + 1e-12, resp * window, 0.0)
 
 
+def ramp_response(cols: int, du: float, name: str = "ram-lak", cutoff: float = 1.0,
+                  pad: bool = True) -> tuple[jax.Array, int]:
+    """The response H (1/mm, float32 JAX, :func:`ramp_filter`) for rows of ``cols`` pixels ``du`` mm apart, and
+    its FFT length :func:`padded_length` (at least 2)."""
+    n_pad = max(padded_length(cols, pad), 2)
+    return jnp.asarray(ramp_filter(n_pad, du, name, cutoff), jnp.float32), n_pad
+
+
 @functools.partial(jax.jit, static_argnames=("n_pad",))
 def _apply(rows, response, n_pad: int):
+    """``rows`` (..., n) convolved along the last axis with the filter of response (n_pad,) (numpy FFT order; its
+    first n_pad // 2 + 1 values are used, the response being even), zero-padded to n_pad: float32 (..., n)."""
     n = rows.shape[-1]
     spec = jnp.fft.rfft(rows, n=n_pad, axis=-1)
     out = jnp.fft.irfft(spec * response[: n_pad // 2 + 1], n=n_pad, axis=-1)
@@ -111,7 +121,5 @@ def filter_rows(proj, du: float, name: str = "ram-lak", cutoff: float = 1.0, pad
     proj = jnp.asarray(proj, jnp.float32)
     if proj.ndim < 1 or proj.shape[-1] < 1:
         raise ValueError(f"proj with shape {proj.shape} is not allowed: give an array whose last axis is u")
-    n_pad = padded_length(proj.shape[-1], pad)
-    n_pad = max(n_pad, 2)
-    response = jnp.asarray(ramp_filter(n_pad, du, name, cutoff), jnp.float32)
+    response, n_pad = ramp_response(proj.shape[-1], du, name, cutoff, pad)
     return _apply(proj, response, n_pad)

@@ -3,14 +3,14 @@
 :func:`evaluate_point` is what every executor runs (in process, in a worker process, or as a Dask task).
 Within one process it keeps the phantom, its voxelisation on the study grid and the exact path lengths of the
 last geometries, so noise repeats and exposure or kVp values of one geometry trace the phantom once, and the
-JAX compilations of one (views, grid) shape are reused.
+JAX compilations of one (views, grid) shape are reused. The point's scanner, geometry and the study's grid are
+built by :mod:`lamino.studies.build`.
 """
 
 from __future__ import annotations
 
 import collections
 import json
-import math
 import os
 import platform
 import socket
@@ -23,7 +23,8 @@ import numpy as np
 from lamino import phantoms
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.recon import reconstruct
-from lamino.simulate import Scanner, simulate
+from lamino.simulate import simulate
+from lamino.studies.build import build_geometry, build_scanner, study_grid
 from lamino.studies.scoring import DENSE_VIEWS, ScoringInput, score
 from lamino.studies.spec import StudySpec, point_id
 from lamino.studies.store import PointResult, central_slices
@@ -31,52 +32,6 @@ from lamino.studies.store import PointResult, central_slices
 _CACHE: dict[str, Any] = {}
 _LENGTHS: collections.OrderedDict = collections.OrderedDict()
 _LENGTHS_KEEP = 2
-
-
-def build_scanner(spec: StudySpec, point: dict[str, Any]) -> Scanner:
-    """The spec's scanner preset with its overrides and the point's exposure and kVp."""
-    overrides = {k: v for k, v in spec.scanner.items() if k != "preset"}
-    overrides["exposure_s"] = point["exposure_s"]
-    if point.get("kvp") is not None:
-        overrides["kvp"] = point["kvp"]
-    return Scanner.preset(spec.scanner["preset"], **overrides)
-
-
-# sample frame of a CT whose axis is the sample's z → sample frame of a flat sample whose CT axis is its x axis
-# and whose normal (z) faces the beam at the middle view: z → x, y → z, x → y
-_LIMITED_ANGLE_FRAME = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-
-
-def build_geometry(spec: StudySpec, point: dict[str, Any], scanner: Scanner | None = None) -> Geometry:
-    """The point's geometry: the scanner's detector and distances, the spec's [geometry] keywords, the point's
-    tilt and view count.
-
-    ``trajectory = "limited-angle"``: limited-angle CT of the flat sample (the rotation axis along the sample's x
-    axis, in its plane) over an arc of Φ = 180° × cos α centred on the face-on view, so that its missing wedge,
-    a fraction (180° − Φ) / 180° of Fourier directions, equals CL's missing cone 1 − cos α at tilt α."""
-    scanner = scanner or build_scanner(spec, point)
-    kw = dict(spec.geometry)
-    for key in ("det_shape", "det_spacing", "det_offset"):
-        if key in kw and isinstance(kw[key], list):
-            kw[key] = tuple(kw[key])
-    tilt, n_views = point["tilt_deg"] * 1.0, int(point["n_views"])       # a traced tilt stays traced
-    if point.get("trajectory", "cl") == "cl":
-        return scanner.geometry(tilt, n_views, **kw)
-    arc = 180.0 * math.cos(math.radians(tilt))
-    ct = scanner.geometry(0.0, n_views, angles_deg=np.linspace(-arc / 2, arc / 2, n_views), **kw)
-    vec = np.asarray(ct.vectors(), float).reshape(n_views, 4, 3) @ _LIMITED_ANGLE_FRAME.T
-    return Geometry.from_vectors(vec.reshape(n_views, 12), ct.det_shape, ct.beam)
-
-
-def study_grid(spec: StudySpec) -> VolumeGrid:
-    """The reconstruction grid shared by every point: [recon] grid, or (``"auto"``) what the detector sees at
-    the largest tilt of the sweep."""
-    g = spec.recon.get("grid", "auto")
-    if g == "auto":
-        point = spec.points()[0]
-        point["tilt_deg"] = max(spec.sweep["tilt_deg"])
-        return VolumeGrid.fit(build_geometry(spec, point))
-    return VolumeGrid(tuple(g["shape"]), g["voxel_size"], tuple(g.get("center", (0.0, 0.0, 0.0))))
 
 
 def scoring_region(spec: StudySpec, grid: VolumeGrid) -> np.ndarray:

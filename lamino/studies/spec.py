@@ -378,7 +378,7 @@ def _planner(table: dict, err: _Errors):
 
 def _check_geometry(spec: StudySpec, err: _Errors) -> None:
     """Build the first point's geometry, so a bad [geometry] key or value fails now, naming the table."""
-    from lamino.studies.point import build_geometry
+    from lamino.studies.build import build_geometry
 
     try:
         build_geometry(spec, spec.points()[0])
@@ -392,9 +392,9 @@ def _check_grid(grid: Any, err: _Errors) -> None:
     if not isinstance(grid, dict) or "shape" not in grid or "voxel_size" not in grid:
         err.fail("[recon] grid", f"= {grid!r}", "give \"auto\" or { shape = [nz, ny, nx], voxel_size = mm }")
     _keys(grid, ("shape", "voxel_size", "center"), "recon.grid", err)
-    from lamino.geometry import VolumeGrid
+    from lamino.studies.build import fixed_grid
 
     try:
-        VolumeGrid(tuple(grid["shape"]), grid["voxel_size"], tuple(grid.get("center", (0.0, 0.0, 0.0))))
+        fixed_grid(grid)
     except (TypeError, ValueError) as exc:
         err.fail("[recon] grid", f"({exc})", "give shape = [nz, ny, nx] and voxel_size > 0 mm")
