@@ -52,8 +52,13 @@ def pixel_index(a, b, det_shape: tuple[int, int]):
 
 def pixel_centres(vectors, det_shape: tuple[int, int], xp=np, dtype: Any = None):
     """Pixel centres (..., rows, cols, 3) of views (..., 12), in the frame of the vectors (mm)."""
-    r, c = pixel_offsets(det_shape, xp, dtype)
     _, d, u, v = split_vectors(vectors)
+    return detector_pixels(d, u, v, det_shape, xp, dtype)
+
+
+def detector_pixels(d, u, v, det_shape: tuple[int, int], xp=np, dtype: Any = None):
+    """Pixel centres (..., rows, cols, 3) of a detector with centre ``d`` and pixel steps ``u``, ``v`` (..., 3)."""
+    r, c = pixel_offsets(det_shape, xp, dtype)
     ex = (Ellipsis, None, None, slice(None))
     return d[ex] + c[None, :, None] * u[ex] + r[:, None, None] * v[ex]
 
@@ -73,7 +78,11 @@ def plane_coordinates(rel, u, v, xp=np):
 
     ``rel`` (..., 3); ``u``, ``v`` broadcast against it."""
     uu, vv, uv = xp.sum(u * u, -1), xp.sum(v * v, -1), xp.sum(u * v, -1)
-    ru, rv = xp.sum(rel * u, -1), xp.sum(rel * v, -1)
+    return dual_solve(xp.sum(rel * u, -1), xp.sum(rel * v, -1), uu, vv, uv)
+
+
+def dual_solve(ru, rv, uu, vv, uv):
+    """(a, b) with rel = a·u + b·v from the dot products ru = rel·u, rv = rel·v, uu = u·u, vv = v·v, uv = u·v."""
     det = uu * vv - uv * uv
     return (ru * vv - rv * uv) / det, (rv * uu - ru * uv) / det
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from lamino.geometry import frame
 from lamino.projector import _native
 from lamino.projector._plan import STACK_AXES, StackPlan, cone_slice_maps
 
@@ -62,14 +63,6 @@ def view_frame(vec: jnp.ndarray, st: StackPlan, beam: str):
     return tuple(vec[i:i + 3][order] for i in (0, 3, 6, 9))
 
 
-def pixel_grid(det, u, v, det_shape):
-    """Detector pixel centres (rows, cols, 3) in (c, a, b) coordinates."""
-    rows, cols = det_shape
-    r = jnp.arange(rows, dtype=jnp.float32) - (rows - 1) / 2
-    cc = jnp.arange(cols, dtype=jnp.float32) - (cols - 1) / 2
-    return det + cc[None, :, None] * u + r[:, None, None] * v
-
-
 def plane_index(pos_a, pos_b, st: StackPlan):
     """Intermediate-plane fractional indices of points on the central plane (mm)."""
     ia = (pos_a - st.ctr[1]) / st.s[1] + (st.n[1] - 1) / 2 + st.pad[0]
@@ -80,7 +73,7 @@ def plane_index(pos_a, pos_b, st: StackPlan):
 def detector_to_plane(vec, st: StackPlan, beam: str, det_shape):
     """Where each detector ray crosses the central plane, as plane indices, and its step length L (mm)."""
     src, det, u, v = view_frame(vec, st, beam)
-    pix = pixel_grid(det, u, v, det_shape)
+    pix = frame.detector_pixels(det, u, v, det_shape, jnp, jnp.float32)
     ray = pix - src if beam == "cone" else jnp.broadcast_to(src, pix.shape)
     origin = src if beam == "cone" else pix
     mu = (st.ctr[0] - origin[..., 0]) / ray[..., 0]
@@ -298,10 +291,7 @@ def plane_to_detector(vec, st: StackPlan, beam: str, det_shape, voxel_volume: fl
     lam = -dot_from(det, normal) / ray_n
     ru = dot_from(det, u) + lam * ray_u
     rv = dot_from(det, v) + lam * ray_v
-    uu, vv, uv = jnp.dot(u, u), jnp.dot(v, v), jnp.dot(u, v)
-    dd = uu * vv - uv * uv
-    col = (ru * vv - rv * uv) / dd + (det_shape[1] - 1) / 2
-    row = (rv * uu - ru * uv) / dd + (det_shape[0] - 1) / 2
+    row, col = frame.pixel_index(*frame.dual_solve(ru, rv, jnp.dot(u, u), jnp.dot(v, v), jnp.dot(u, v)), det_shape)
     weight = voxel_volume * ray_len / jnp.abs(ray_n)
     if beam == "cone":
         weight = weight * ((1 + lam) ** 2)          # (|D − S| / |P − S|)² with D = P + λ·(P − S)

@@ -31,7 +31,7 @@ import numpy as np
 from lamino.projector import Projector
 from lamino.recon import coarser_grid, operator_norm
 from lamino.simulate.simulate import detected_spectrum
-from lamino.studies.point import build_geometry, build_scanner, study_grid
+from lamino.studies.build import build_geometry, build_scanner, study_grid
 from lamino.studies.spec import StudySpec
 
 
