@@ -15,8 +15,11 @@ import resource
 import jax
 import numpy as np
 
+import lamino
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.projector import Projector
+
+lamino.configure()      # one JAX CPU device per core and the compilation cache, as the lamino command
 
 
 def main() -> None:

@@ -26,10 +26,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from peer_gvxr import build_mesh  # noqa: E402
 
+import lamino  # noqa: E402
 from lamino.geometry import Geometry  # noqa: E402
 from lamino.phantoms import from_mesh  # noqa: E402
 from lamino.phantoms.mesh_projection import mesh_path_lengths  # noqa: E402
 from lamino.simulate import Detector, Scanner, simulate  # noqa: E402
+
+lamino.configure()      # one JAX CPU device per core and the compilation cache, as the lamino command
 
 
 def run_gvxr(args: argparse.Namespace) -> dict | None:

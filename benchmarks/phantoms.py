@@ -12,10 +12,13 @@ import time
 
 import numpy as np
 
+import lamino
 from lamino import phantoms
 from lamino.geometry import Geometry
 from lamino.phantoms import Ellipsoid, Phantom, place
 from lamino.phantoms.figures import phantom_grid
+
+lamino.configure()      # one JAX CPU device per core and the compilation cache, as the lamino command
 
 
 def beads(n: int, seed: int = 0) -> Phantom:

@@ -14,9 +14,12 @@ import time
 import jax
 import numpy as np
 
+import lamino
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.projector import Projector
 from lamino.recon import cgls, fbp, fista_tv, sirt
+
+lamino.configure()      # one JAX CPU device per core and the compilation cache, as the lamino command
 
 
 def timed(fn, repeats: int = 2) -> float:

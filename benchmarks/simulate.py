@@ -16,9 +16,12 @@ import time
 
 import numpy as np
 
+import lamino
 from lamino.geometry import Geometry
 from lamino.phantoms import Cylinder, Ellipsoid, Phantom, place
 from lamino.simulate import Scanner, Spectrum, simulate
+
+lamino.configure()      # one JAX CPU device per core and the compilation cache, as the lamino command
 
 
 def five_materials(seed: int = 0) -> Phantom:

@@ -79,6 +79,9 @@ def main() -> None:
     args = ap.parse_args()
     if not args.keep_cache:
         os.environ["LAMINO_JAX_CACHE"] = "off"
+    import lamino
+
+    lamino.configure()      # one JAX CPU device per core, as the lamino command
     from lamino.studies.run import run_study
     from lamino.studies.spec import parse_spec
     from lamino.studies.store import ResultStore
