@@ -13,8 +13,22 @@ from lamino.geometry import Geometry, VolumeGrid
 from lamino.projector import Projector
 from lamino.recon.fbp import fbp
 from lamino.recon.iterative import Reconstruction, cgls, fista_tv, operator_norm, sirt
+from lamino.resources import FLOAT32, check_memory
 
 METHODS = ("fbp", "sirt", "cgls", "fista-tv")
+
+# float32 arrays at a method's peak, in projections (P) and volumes (X): the data, the method's own arrays, and the
+# projector's working memory (about 2–3 × its input and output, docs/benchmarks.md). FBP: data, filtered views,
+# backprojection; SIRT/CGLS: data, residual, row sums or search direction, x and its updates; FISTA-TV: also the
+# momentum and the TV dual fields.
+_PEAK = {"fbp": (4, 3), "sirt": (5, 5), "cgls": (5, 5), "fista-tv": (5, 10)}
+
+
+def estimate_bytes(geometry: Geometry, grid: VolumeGrid, method: str = "fbp") -> int:
+    """Peak memory (bytes) of :func:`reconstruct` with ``method``, estimated from the array shapes."""
+    n_proj, n_vol = _PEAK[method]
+    proj = geometry.n_views * geometry.det_shape[0] * geometry.det_shape[1]
+    return FLOAT32 * (n_proj * proj + n_vol * int(np.prod(grid.shape)))
 
 
 def default_tv_weight(projections, geometry: Geometry, grid: VolumeGrid, fraction: float = 0.01) -> float:
@@ -39,6 +53,9 @@ def reconstruct(projections, geometry: Geometry, grid: VolumeGrid, method: str =
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not allowed: choose one of {', '.join(METHODS)}")
+    if isinstance(geometry, Geometry) and isinstance(grid, VolumeGrid):
+        check_memory(estimate_bytes(geometry, grid, method), f"{method} of {geometry.n_views} views onto a "
+                     f"{'×'.join(map(str, grid.shape))} grid", "use a coarser or smaller grid, or bin the projections")
     if iterations is not None and (isinstance(iterations, bool) or not isinstance(iterations, int)
                                    or iterations < 1):
         raise ValueError(f"iterations={iterations!r} is not allowed: give an integer ≥ 1")

@@ -1,0 +1,58 @@
+"""Jobs far too large for the machine are refused at once, with the estimate and what to change."""
+
+import numpy as np
+import pytest
+
+from lamino.cli import main
+from lamino.geometry import Geometry, VolumeGrid
+from lamino.io import Scan
+from lamino.recon.reconstruct import estimate_bytes, reconstruct
+from lamino.resources import GIB, check_memory, machine_memory_bytes
+
+
+def test_machine_memory_is_the_physical_memory_or_the_override(monkeypatch):
+    monkeypatch.delenv("LAMINO_MEMORY_GB", raising=False)
+    import os
+
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert 0 < machine_memory_bytes() <= physical
+    monkeypatch.setenv("LAMINO_MEMORY_GB", "2.5")
+    assert machine_memory_bytes() == int(2.5 * GIB)
+    for bad in ("zero", "0", "-1"):
+        monkeypatch.setenv("LAMINO_MEMORY_GB", bad)
+        with pytest.raises(ValueError, match="LAMINO_MEMORY_GB"):
+            machine_memory_bytes()
+
+
+def test_check_memory_says_need_have_and_advice(monkeypatch):
+    monkeypatch.setenv("LAMINO_MEMORY_GB", "1")
+    check_memory(0.9 * GIB, "a job", "do less")                  # fits: no error
+    with pytest.raises(ValueError, match=r"a job needs about 3\.0 GiB .* the 1\.0 GiB this machine has: do less"):
+        check_memory(3 * GIB, "a job", "do less")
+
+
+def test_recon_estimate_counts_projections_and_volumes():
+    g = Geometry.parallel(30.0, 10, (20, 30), 1.0)
+    grid = VolumeGrid((8, 9, 11), 1.0)
+    proj, vol = 10 * 20 * 30, 8 * 9 * 11
+    assert estimate_bytes(g, grid, "fbp") == 4 * (4 * proj + 3 * vol)
+    assert estimate_bytes(g, grid, "cgls") == 4 * (5 * proj + 5 * vol)
+    assert estimate_bytes(g, grid, "fista-tv") > estimate_bytes(g, grid, "sirt")
+
+
+def test_reconstruct_refuses_a_grid_beyond_the_machine_before_allocating():
+    g = Geometry.parallel(30.0, 4, (8, 8), 1.0)
+    huge = VolumeGrid((4000, 4000, 4000), 0.01)                  # 256 GB of float32 per volume
+    with pytest.raises(ValueError, match=r"fbp of 4 views onto a 4000×4000×4000 grid needs about 71\d\.\d GiB"):
+        reconstruct(np.zeros((4, 8, 8), np.float32), g, huge, "fbp")
+
+
+def test_cli_recon_of_an_absurd_grid_is_one_line_and_writes_nothing(tmp_path, capsys):
+    g = Geometry.parallel(30.0, 4, (8, 8), 1.0)
+    ones = np.ones((4, 8, 8), np.float32)
+    Scan(counts=ones, flats=ones[:1], darks=0 * ones[:1], geometry=g).save(str(tmp_path / "scan.h5"))
+    out = tmp_path / "vol.h5"
+    assert main(["recon", str(tmp_path / "scan.h5"), "--grid", "4000,0.01", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs about" in err and "GiB" in err and "\n" not in err and "Traceback" not in err
+    assert not out.exists()
