@@ -92,3 +92,19 @@ def test_cone_errors():
     on_axis[:, 0:2] = 0.0                                       # source on the rotation axis
     with pytest.raises(ValueError, match="geometry.*sources on the rotation axis"):
         fdk(np.zeros((12, 8, 8)), Geometry.from_vectors(on_axis, (8, 8), "cone"), grid)
+
+
+def test_off_axis_objects_at_the_cone_edge_keep_their_value():
+    """FDK's cosine pre-weight: a well-sampled Gaussian (σ = 1 mm, peak 1) reconstructs to the same value on the
+    axis and 6 mm off it (ray angles up to 17° with SOD 20 mm), also above the central plane. Weighting the
+    views by the central ray's length instead of each ray's (no cosine weight) makes the off-axis peaks 1.9–2.6 %
+    higher than the centred one."""
+    g = Geometry.cone(tilt_deg=0.0, n_views=360, sod=20.0, sdd=40.0, det_shape=(96, 128), det_spacing=0.3)
+    peaks = []
+    for c in ((0.0, 0.0, 0.0), (6.0, 0.0, 0.0), (4.0, 3.0, 2.0)):
+        grid = VolumeGrid((3, 3, 3), 0.1, center=c[::-1])
+        peaks.append(float(np.asarray(fdk(gaussian_projections(g, 1.0, center=c), g, grid))[1, 1, 1]))
+    print("FDK peaks of a σ = 1 mm Gaussian on the axis, 6 mm off it, at (4, 3, 2) mm:", peaks)
+    assert peaks[0] == pytest.approx(1.0, rel=0.02)
+    assert peaks[1] / peaks[0] == pytest.approx(1.0, abs=0.01)
+    assert peaks[2] / peaks[0] == pytest.approx(1.0, abs=0.01)
