@@ -385,8 +385,10 @@ class Geometry:
 
         Use as ``AcquisitionGeometry.create_Parallel3D(**d['create']).set_panel(**d['panel'])
         .set_angles(**d['angles'])``. CIL and lamino share the lab frame (beam +y, detector x/+z, axis
-        ``(0, -sin α, cos α)``). The angles are lamino's φ negated, on the assumption that CIL turns the
-        sample the other way round for positive angles; this sign has not yet been checked against CIL itself.
+        ``(0, -sin α, cos α)``) and the sense of rotation: CIL's ASTRA conversion turns the system into a frame
+        whose z is the rotation axis (the smallest rotation taking the axis to z, which is R_x(−α) here) and then
+        turns source and detector by −θ about z for angle θ, as :meth:`vectors` does for φ, so θ = φ
+        (``tests/test_geometry.py`` rebuilds the vectors that way from these arguments).
         """
         if self.custom_vectors is not None:
             raise ValueError("to_cil() is not allowed on a from_vectors geometry: CIL needs an axis and angles")
@@ -412,7 +414,7 @@ class Geometry:
             "beam": self.beam,
             "create": create,
             "panel": {"num_pixels": [cols, rows], "pixel_size": [du, dv]},
-            "angles": {"angles": [-a for a in self.angles_deg], "angle_unit": "degree"},
+            "angles": {"angles": list(self.angles_deg), "angle_unit": "degree"},
         }
 
 
