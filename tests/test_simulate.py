@@ -188,3 +188,26 @@ def test_focal_spot_blur_scales_with_magnification_and_conserves_signal():
     step = np.abs(np.diff(sharp)).argmax()
     width = np.sum(np.abs(np.diff(soft[step - 12:step + 13]))) / np.abs(np.diff(soft)).max()   # edge width, px
     assert 3.0 < width < 6.0                       # Gaussian σ = 0.8 mm / 2.355 / 0.2 mm ≈ 1.7 px → ≈ 4.3 px
+
+
+def test_scatter_of_a_step_primary_is_the_step_blurred_by_its_gaussian():
+    """Scatter = spr × (primary ∗ Gaussian of σ = scatter_sigma_mm): across a step in the primary it rises as the
+    normal CDF, spr·(P₁ + (P₂ − P₁)·Φ(x/σ)), x from the edge. A kernel of the wrong width (or none) fails."""
+    from scipy.stats import norm
+
+    det = Detector(shape=(64, 64), spacing=0.5, scintillator=None, psf="none", bit_depth=None, quantize=False)
+    g = slab_geometry(n_views=1, det=(64, 64))
+    step = np.zeros((1, 64, 64))
+    step[..., 32:] = 2.0                                                # 2 mm aluminium on the right half
+    lengths = {"aluminium": step}
+    plain = simulate(slab(), g, beamline(30.0, detector=det), noise=False, truth=False, lengths=lengths)
+    spr = simulate(slab(), g, beamline(30.0, detector=det), noise=False, truth=False, lengths=lengths,
+                   scatter_spr=0.25, scatter_sigma_mm=2.0)
+    primary = plain.counts[0, 32]
+    p1, p2 = primary[10], primary[54]                                   # open and behind the slab
+    assert p2 < 0.9 * p1
+    cols = np.arange(20, 44)
+    x = (cols - 31.5) * 0.5                                             # mm from the edge
+    expected = 0.25 * (p1 + (p2 - p1) * norm.cdf(x / 2.0))
+    scatter = spr.counts[0, 32, cols] - plain.counts[0, 32, cols]
+    np.testing.assert_allclose(scatter, expected, rtol=0.01)
