@@ -62,7 +62,8 @@ def seed(name: str, value: Any) -> int:
 def finite(name: str, values: Any, source: str | None = None) -> None:
     """ValueError when the array ``values`` holds NaN or inf, saying how many (and from which file ``source``).
 
-    One reduction over the array (numpy or JAX); traced arrays are not checked."""
+    One sum over the array (numpy or JAX; NaN and inf make it non-finite), counted only when it is not
+    finite; traced arrays are not checked."""
     import jax
 
     if isinstance(values, jax.core.Tracer):
@@ -70,12 +71,15 @@ def finite(name: str, values: Any, source: str | None = None) -> None:
     if isinstance(values, jax.Array):
         import jax.numpy as jnp
 
-        bad = int(values.size - jnp.count_nonzero(jnp.isfinite(values)))
+        xp = jnp
     else:
-        values = np.asarray(values)
-        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
-    if bad:
+        xp, values = np, np.asarray(values)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if values.dtype.kind not in "fc" or math.isfinite(float(xp.abs(xp.sum(values)))):
+            return
+    bad = int(values.size - xp.count_nonzero(xp.isfinite(values)))
+    if bad:                                 # else the sum of finite values overflowed
         where = f" of {source!r}" if source else ""
         verb = "are" if name.endswith("s") else "is"
-        raise ValueError(f"{name}{where} {verb} not allowed: {bad} of {values.size} values are NaN or inf; give finite "
-                         "values (mask or repair bad pixels first)")
+        raise ValueError(f"{name}{where} {verb} not allowed: {bad} of {values.size} values are NaN or inf; give "
+                         "finite values (mask or repair bad pixels first)")

@@ -202,6 +202,13 @@ def test_nan_counts_are_rejected_with_their_number():
         _scan(counts).line_integrals()
 
 
+def test_huge_finite_values_are_not_mistaken_for_inf():
+    counts = np.full((3, *DET), 1e308)            # their sum overflows; each is finite
+    assert np.all(np.isfinite(flat_dark_correct(counts, np.full(DET, 1000.0), np.zeros(DET))))
+    g, grid = _geometry(), VolumeGrid((2, 3, 3), 0.5)
+    assert fbp(np.full((g.n_views, *DET), 3e38, np.float32), g, grid).shape == grid.shape     # no ValueError
+
+
 def test_dead_pixels_are_not_errors():
     flat = np.full((1, *DET), 1000.0)
     flat[0, 0, 0] = 10.0                   # F − D = 0: no open beam, T = 1

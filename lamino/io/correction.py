@@ -39,7 +39,8 @@ def flat_dark_correct(counts, flats, darks, min_transmission: float = 1e-6, *, s
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for start in range(0, n_views, step):
             raw = np.asarray(counts[start:start + step], dtype=np.float64)
-            bad += raw.size - np.count_nonzero(np.isfinite(raw))
+            if not math.isfinite(raw.sum()):                  # NaN or inf in the chunk (or a sum overflow)
+                bad += raw.size - np.count_nonzero(np.isfinite(raw))
             t = (raw - dark) / denominator
             t = np.where(lit, t, 1.0)
             t = np.where(np.isfinite(t), np.maximum(t, m), m)

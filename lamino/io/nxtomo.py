@@ -325,6 +325,10 @@ def _corrupt(path: str, kind: str):
     """Turn the low-level errors of reading a damaged file (h5py, numpy) into one-line ValueErrors naming it."""
     try:
         yield
+    except ValueError as exc:
+        if str(exc).startswith("path="):
+            raise
+        raise ValueError(f"path={path!r} is not a readable lamino {kind} file: {exc}") from None
     except (KeyError, TypeError, AttributeError, OSError, IndexError) as exc:
         raise ValueError(f"path={path!r} is not a readable lamino {kind} file: {type(exc).__name__}: {exc}") from None
 
