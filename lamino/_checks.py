@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+SEED_LIMIT = 2**32
+"""Seeds are integers in [0, SEED_LIMIT)."""
 
 def number(name: str, value: Any, ok: Any, allowed: str) -> float:
     """``value`` as a float if ``ok(value)`` holds (NaN never does), else a ValueError naming ``name``."""
@@ -48,3 +50,36 @@ def pair(name: str, value: Any) -> tuple[Any, Any]:
     except (TypeError, ValueError):
         raise ValueError(f"{name}={value!r} is not allowed: give a pair of two values") from None
     return a, b
+
+
+def seed(name: str, value: Any) -> int:
+    """A random seed: an integer in [0, 2**32) (JAX's 32-bit keys would fold larger seeds onto smaller ones)."""
+    if not is_int(value) or not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"{name}={value!r} is not allowed: give an integer from 0 to {SEED_LIMIT - 1}")
+    return int(value)
+
+
+def finite(name: str, values: Any, source: str | None = None) -> None:
+    """ValueError when the array ``values`` holds NaN or inf, saying how many (and from which file ``source``).
+
+    One sum over the array (numpy or JAX; NaN and inf make it non-finite), counted only when it is not
+    finite; traced arrays are not checked."""
+    import jax
+
+    if isinstance(values, jax.core.Tracer):
+        return
+    if isinstance(values, jax.Array):
+        import jax.numpy as jnp
+
+        xp = jnp
+    else:
+        xp, values = np, np.asarray(values)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if values.dtype.kind not in "fc" or math.isfinite(float(xp.abs(xp.sum(values)))):
+            return
+    bad = int(values.size - xp.count_nonzero(xp.isfinite(values)))
+    if bad:                                 # else the sum of finite values overflowed
+        where = f" of {source!r}" if source else ""
+        verb = "are" if name.endswith("s") else "is"
+        raise ValueError(f"{name}{where} {verb} not allowed: {bad} of {values.size} values are NaN or inf; give "
+                         "finite values (mask or repair bad pixels first)")

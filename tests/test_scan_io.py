@@ -251,13 +251,16 @@ def test_flat_dark_correct_is_always_finite():
     dark = np.full((1, 2, 3), 100.0)
     flat[0, 1, 2] = 100.0            # F − D = 0: dead pixel
     flat[0, 1, 1] = np.nan           # broken flat
-    counts = np.array([[[0.0, -50.0, np.nan], [np.inf, 1e9, 550.0]]])
+    flat[0, 1, 0], dark[0, 1, 0] = 1e-300, 0.0     # F − D tiny: T overflows to inf
+    counts = np.array([[[0.0, -50.0, 100.0], [1e300, 1e9, 550.0]]])
     out = flat_dark_correct(counts, flat, dark, min_transmission=1e-4)
     assert np.all(np.isfinite(out))
     floor = -math.log(1e-4)
-    np.testing.assert_allclose(out[0, 0], [floor, floor, floor], rtol=1e-6)  # I ≤ D and NaN: T clipped
+    np.testing.assert_allclose(out[0, 0], [floor, floor, floor], rtol=1e-6)  # I ≤ D: T clipped
     assert out[0, 1, 0] == pytest.approx(floor)                              # non-finite T clipped
     assert out[0, 1, 1] == 0.0 and out[0, 1, 2] == 0.0                      # no open beam: T = 1
+    with pytest.raises(ValueError, match="counts are not allowed: 2 of 6 values are NaN or inf"):
+        flat_dark_correct(np.array([[[0.0, np.nan, 1.0], [np.inf, 1.0, 1.0]]]), flat, dark)
     with pytest.raises(ValueError, match="min_transmission"):
         flat_dark_correct(counts, flat, dark, min_transmission=0.0)
     with pytest.raises(ValueError, match="flats with shape"):

@@ -353,20 +353,35 @@ class Geometry:
 
     @classmethod
     def from_dict(cls, d: dict) -> Geometry:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`; a missing, unknown or wrong-typed key is a ValueError naming it."""
+        if not isinstance(d, dict):
+            raise ValueError(f"geometry of type {type(d).__name__} is not allowed: give a dict from Geometry.to_dict()")
         d = dict(d)
         d.pop("lamino_geometry", None)
+        unknown = sorted(str(k) for k in d if k not in _DICT_KEYS)
+        if unknown:
+            raise ValueError(f"geometry key {unknown[0]!r} is not allowed: the keys are {', '.join(_DICT_KEYS)}")
         beam = d.get("beam")
-        if d.get("custom_vectors") is not None:
+        if beam not in ("parallel", "cone"):
+            what = "missing" if "beam" not in d else f"{beam!r}"
+            raise ValueError(f"geometry key 'beam' is {what}: give 'parallel' or 'cone'")
+        vectors = d.get("custom_vectors") is not None
+        required = ("det_shape",) if vectors else _REQUIRED[beam]
+        missing = [k for k in required if d.get(k) is None]
+        if missing:
+            raise ValueError(f"geometry key {missing[0]!r} is missing: a {beam}-beam geometry dict needs "
+                             f"{', '.join(('beam', *required))}")
+        for key, value in d.items():
+            if key != "beam" and value is not None and not _numbers(value):
+                raise ValueError(f"geometry key {key!r}={value!r} is not allowed: give {_DICT_KEYS[key]}")
+        if vectors:
             return cls.from_vectors(d["custom_vectors"], det_shape=d["det_shape"], beam=beam)
         common = dict(tilt_deg=d["tilt_deg"], det_shape=d["det_shape"], det_spacing=d["det_spacing"],
                       angles_deg=d["angles_deg"], cor_offset=d.get("cor_offset", 0.0),
                       det_offset=d.get("det_offset", (0.0, 0.0)), det_roll_deg=d.get("det_roll_deg", 0.0))
         if beam == "cone":
             return cls.cone(sod=d["sod"], sdd=d["sdd"], **common)
-        if beam == "parallel":
-            return cls.parallel(**common)
-        raise ValueError(f"beam={beam!r} is not allowed: use 'parallel' or 'cone'")
+        return cls.parallel(**common)
 
     def replace(self, **changes) -> Geometry:
         """A copy with some parameters changed (validated again; values may be traced)."""
@@ -416,6 +431,33 @@ class Geometry:
             "panel": {"num_pixels": [cols, rows], "pixel_size": [du, dv]},
             "angles": {"angles": list(self.angles_deg), "angle_unit": "degree"},
         }
+
+
+_DICT_KEYS = {
+    "beam": "'parallel' or 'cone'",
+    "det_shape": "(rows, cols), integers ≥ 1",
+    "det_spacing": "a number or (dv, du) in mm",
+    "tilt_deg": "a number in [0, 90) degrees",
+    "angles_deg": "a list of view angles in degrees",
+    "sod": "a number > 0 (mm)",
+    "sdd": "a number > sod (mm)",
+    "cor_offset": "a number (mm)",
+    "det_offset": "a number or (v, u) in mm",
+    "det_roll_deg": "a number (degrees)",
+    "custom_vectors": "an (n_views, 12) list of numbers (mm) or null",
+}
+"""The keys of :meth:`Geometry.to_dict` (besides its "lamino_geometry" marker) and what each must hold."""
+_REQUIRED = {
+    "parallel": ("det_shape", "det_spacing", "tilt_deg", "angles_deg"),
+    "cone": ("det_shape", "det_spacing", "tilt_deg", "angles_deg", "sod", "sdd"),
+}
+
+
+def _numbers(value: Any) -> bool:
+    """True when ``value`` is a number (not a bool or string) or a (nested) list or tuple of numbers."""
+    if isinstance(value, (list, tuple)):
+        return all(_numbers(v) for v in value)
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _hashable(value: Any) -> Any:

@@ -11,14 +11,15 @@ __all__ = ["flat_dark_correct"]
 _CHUNK_BYTES = 64 * 2**20                   # working memory of flat_dark_correct per chunk of views
 
 
-def flat_dark_correct(counts, flats, darks, min_transmission: float = 1e-6) -> np.ndarray:
+def flat_dark_correct(counts, flats, darks, min_transmission: float = 1e-6, *, source: str | None = None) -> np.ndarray:
     """Line integrals ``−log T`` with ``T = (I − D) / (F − D)``: (n_views, rows, cols) float32, dimensionless.
 
     ``counts`` (n_views, rows, cols) raw projections I; ``flats`` and ``darks`` (k, rows, cols) or (rows, cols)
     frames, averaged over their first axis into F and D. All in the same detector units (ADU or counts).
-    Transmissions that are non-positive, non-finite or below ``min_transmission`` become ``min_transmission``;
-    pixels with no open beam (F − D ≤ 0 or non-finite) get T = 1 (line integral 0). The result is always
-    finite. Works view-chunk by view-chunk, so ``counts`` may be any array-like that slices (e.g. an h5py
+    NaN or inf ``counts`` are a ValueError saying how many (and naming the file ``source`` they came from).
+    Transmissions that are non-positive or below ``min_transmission`` become ``min_transmission``; pixels with
+    no open beam (F − D ≤ 0 or non-finite: dead or broken flat pixels) get T = 1 (line integral 0). The result
+    is always finite. Works view-chunk by view-chunk, so ``counts`` may be any array-like that slices (e.g. an h5py
     dataset) and the working memory stays bounded.
     """
     m = float(min_transmission)
@@ -34,12 +35,20 @@ def flat_dark_correct(counts, flats, darks, min_transmission: float = 1e-6) -> n
     denominator = np.where(lit, open_beam, 1.0)
     out = np.empty(shape, dtype=np.float32)
     step = max(1, _CHUNK_BYTES // (8 * rows * cols))
+    bad = 0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for start in range(0, n_views, step):
-            t = (np.asarray(counts[start:start + step], dtype=np.float64) - dark) / denominator
+            raw = np.asarray(counts[start:start + step], dtype=np.float64)
+            if not math.isfinite(raw.sum()):                  # NaN or inf in the chunk (or a sum overflow)
+                bad += raw.size - np.count_nonzero(np.isfinite(raw))
+            t = (raw - dark) / denominator
             t = np.where(lit, t, 1.0)
             t = np.where(np.isfinite(t), np.maximum(t, m), m)
             out[start:start + step] = -np.log(t)
+    if bad:
+        where = f" of {source!r}" if source else ""
+        raise ValueError(f"counts{where} are not allowed: {bad} of {n_views * rows * cols} values are NaN or inf; "
+                         "give finite raw counts (mask or repair bad pixels first)")
     return out
 
 

@@ -79,18 +79,21 @@ def read_scan(path: str) -> dict[str, Any]:
     """The fields of the scan in a file written by :func:`write_scan`: counts, flats, darks (float32 frames),
     geometry, scanner, phantom, provenance, and truth (None or the fields of a GroundTruth)."""
     f = _open_lamino_file(path, FORMAT, "Scan.load reads the NXtomo scan files that Scan.save writes")
-    with f:
+    with f, _corrupt(path, "scan"):
         lam = f["entry/lamino"]
         version = int(lam.attrs.get("format_version", 0))
         if version > FORMAT_VERSION:
             raise ValueError(f"path={path!r} has lamino scan format version {version}: this lamino reads "
                              f"≤ {FORMAT_VERSION}; upgrade lamino")
-        detector = f["entry/instrument/detector"]
-        keys = detector["image_key"][()]
-        frames = {k: _read_frames(detector["data"], keys, k) for k in (DARK, FLAT, PROJECTION)}
-        truth = _read_truth(lam["truth"]) if "truth" in lam else None
-        meta = {name: json.loads(_read_str(lam[name])) for name in SCAN_METADATA}
-        geometry = Geometry.from_dict(json.loads(_read_str(lam["geometry"])))
+        data = _item(f, "entry/instrument/detector/data", path, "a (frames, rows, cols) dataset")
+        keys = _item(f, "entry/instrument/detector/image_key", path, "one image key per frame")[()]
+        if data.ndim != 3 or np.shape(keys) != (data.shape[0],):
+            raise ValueError(f"path={path!r} is corrupt: /entry/instrument/detector/data has shape {data.shape} "
+                             f"and image_key {np.shape(keys)}; a scan file needs (frames, rows, cols) and (frames,)")
+        frames = {k: _read_frames(data, keys, k) for k in (DARK, FLAT, PROJECTION)}
+        truth = _read_truth(_item(lam, "truth", path, "a group", group=True), path) if "truth" in lam else None
+        meta = {name: _read_json(lam, name, path) for name in SCAN_METADATA}
+        geometry = _read_geometry(lam, path)
     return dict(counts=frames[PROJECTION], flats=frames[FLAT], darks=frames[DARK], geometry=geometry, truth=truth,
                 **meta)
 
@@ -185,11 +188,13 @@ def _read_frames(data, keys: np.ndarray, key: int) -> np.ndarray:
     return np.asarray(data[idx], dtype=np.float32)
 
 
-def _read_truth(group) -> dict[str, Any]:
+def _read_truth(group, path: str) -> dict[str, Any]:
     """The fields of a GroundTruth: mu (1/mm), grid, energy_kev (keV), labels {name: bool array}."""
-    grid = VolumeGrid.from_dict(json.loads(_read_str(group["grid"])))
-    labels = {name: np.asarray(ds[()], dtype=bool) for name, ds in group["labels"].items()}
-    return dict(mu=group["mu"][()], grid=grid, energy_kev=float(group["energy_kev"][()]), labels=labels)
+    grid = _read_grid(group, path)
+    labels = {name: np.asarray(ds[()], dtype=bool)
+              for name, ds in _item(group, "labels", path, "a group of masks", group=True).items()}
+    return dict(mu=_item(group, "mu", path, "a μ volume")[()], grid=grid,
+                energy_kev=float(_item(group, "energy_kev", path, "a number (keV)")[()]), labels=labels)
 
 
 # ---------------------------------------------------------------------------------------------- volumes
@@ -232,12 +237,13 @@ def read_volume(path: str) -> dict[str, Any]:
     """The fields of the volume in a file written by :func:`write_volume`: data, grid, geometry (or None),
     method, params, history, provenance."""
     f = _open_lamino_file(path, VOLUME_FORMAT, "Volume.load reads the volume files that Volume.save writes")
-    with f:
+    with f, _corrupt(path, "volume"):
         lam = f["entry/lamino"]
-        geometry = Geometry.from_dict(json.loads(_read_str(lam["geometry"]))) if "geometry" in lam else None
-        return dict(data=f["entry/data/data"][()], grid=VolumeGrid.from_dict(json.loads(_read_str(lam["grid"]))),
-                    geometry=geometry, method=_read_str(lam["method"]),
-                    **{name: json.loads(_read_str(lam[name])) for name in _VOLUME_METADATA})
+        geometry = _read_geometry(lam, path) if "geometry" in lam else None
+        return dict(data=_item(f, "entry/data/data", path, "the (nz, ny, nx) volume")[()],
+                    grid=_read_grid(lam, path), geometry=geometry,
+                    method=_read_str(_item(lam, "method", path, "a string")),
+                    **{name: _read_json(lam, name, path) for name in _VOLUME_METADATA})
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -312,3 +318,61 @@ def _open_lamino_file(path: str, file_format: str, what: str):
 
 def _read_str(ds) -> str:
     return ds.asstr()[()]
+
+
+@contextlib.contextmanager
+def _corrupt(path: str, kind: str):
+    """Turn the low-level errors of reading a damaged file (h5py, numpy) into one-line ValueErrors naming it."""
+    try:
+        yield
+    except ValueError as exc:
+        if str(exc).startswith("path="):
+            raise
+        raise ValueError(f"path={path!r} is not a readable lamino {kind} file: {exc}") from None
+    except (KeyError, TypeError, AttributeError, OSError, IndexError) as exc:
+        raise ValueError(f"path={path!r} is not a readable lamino {kind} file: {type(exc).__name__}: {exc}") from None
+
+
+def _item(parent, name: str, path: str, what: str, *, group: bool = False):
+    """``parent[name]``, which must be a dataset (or, with ``group``, a group): else a ValueError naming the file."""
+    import h5py
+
+    item = parent.get(name)
+    if not isinstance(item, h5py.Group if group else h5py.Dataset):
+        full = f"{parent.name.rstrip('/')}/{name}"
+        state = "lacks" if item is None else "has a corrupt"
+        raise ValueError(f"path={path!r} {state} {full}: a lamino file needs {what} there (rewrite it with lamino)")
+    return item
+
+
+def _read_json(parent, name: str, path: str) -> dict:
+    """The JSON object in the text dataset ``parent[name]``; else a ValueError naming file and dataset."""
+    ds = _item(parent, name, path, "a JSON text")
+    full = f"{parent.name.rstrip('/')}/{name}"
+    try:
+        value = json.loads(_read_str(ds))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"path={path!r} has corrupt JSON in {full} ({exc}): a lamino file holds a JSON object "
+                         "there") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"path={path!r} has a JSON {type(value).__name__} in {full}: a lamino file holds a JSON "
+                         "object there")
+    return value
+
+
+def _read_geometry(parent, path: str) -> Geometry:
+    """The geometry stored as JSON in ``parent["geometry"]``; errors name the file."""
+    d = _read_json(parent, "geometry", path)
+    try:
+        return Geometry.from_dict(d)
+    except ValueError as exc:
+        raise ValueError(f"path={path!r} has a corrupt {parent.name}/geometry: {exc}") from None
+
+
+def _read_grid(parent, path: str) -> VolumeGrid:
+    """The volume grid stored as JSON in ``parent["grid"]``; errors name the file."""
+    d = _read_json(parent, "grid", path)
+    try:
+        return VolumeGrid.from_dict(d)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"path={path!r} has a corrupt {parent.name}/grid: {type(exc).__name__}: {exc}") from None

@@ -73,6 +73,7 @@ class Scan:
     ``counts`` (n_views, rows, cols), ``flats`` and ``darks`` (k, rows, cols) float32 (2-D frames get a
     leading axis). ``scanner`` is ``Scanner.to_dict()``, ``phantom`` ``{"name": ..., "params": {...}}``,
     ``provenance`` lamino version, seed, parameters and date; all three must be JSON-serialisable.
+    ``source`` is the file :meth:`load` read it from (None for a scan made in memory), named in error messages.
     """
 
     counts: np.ndarray
@@ -83,6 +84,7 @@ class Scan:
     phantom: dict = dataclasses.field(default_factory=dict)
     truth: GroundTruth | None = None
     provenance: dict = dataclasses.field(default_factory=dict)
+    source: str | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         g = self.geometry
@@ -103,6 +105,8 @@ class Scan:
         for name in SCAN_METADATA:
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} of type {type(getattr(self, name)).__name__} is not allowed: give a dict")
+        if self.source is not None and not isinstance(self.source, str):
+            raise ValueError(f"source={self.source!r} is not allowed: give the file path as a str or None")
         if self.truth is not None and not isinstance(self.truth, GroundTruth):
             raise ValueError(f"truth of type {type(self.truth).__name__} is not allowed: give a GroundTruth or None")
 
@@ -129,7 +133,7 @@ class Scan:
 
     def line_integrals(self, min_transmission: float = 1e-6) -> np.ndarray:
         """Flat/dark corrected ``−log T``: (n_views, rows, cols) float32; see :func:`flat_dark_correct`."""
-        return flat_dark_correct(self.counts, self.flats, self.darks, min_transmission)
+        return flat_dark_correct(self.counts, self.flats, self.darks, min_transmission, source=self.source)
 
     # ------------------------------------------------------------------ files
     def save(self, path, overwrite: bool = False) -> str:
@@ -141,9 +145,13 @@ class Scan:
     @classmethod
     def load(cls, path) -> Scan:
         """Read a file written by :meth:`save`; arrays, geometry, dicts and truth come back identical."""
-        fields = nxtomo.read_scan(os.fspath(path))
+        path = os.fspath(path)
+        fields = nxtomo.read_scan(path)
         truth = fields.pop("truth")
-        return cls(truth=None if truth is None else GroundTruth(**truth), **fields)
+        try:
+            return cls(truth=None if truth is None else GroundTruth(**truth), source=path, **fields)
+        except ValueError as exc:
+            raise ValueError(f"path={path!r} holds an inconsistent scan: {exc}") from None
 
     def export_tiff(self, folder, overwrite: bool = False) -> list[str]:
         """Write ``proj_0000.tif`` … (one float32 TIFF per view), ``flat.tif`` and ``dark.tif`` (averaged

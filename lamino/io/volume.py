@@ -51,4 +51,9 @@ class Volume:
     @classmethod
     def load(cls, path) -> Volume:
         """Read a file written by :meth:`save`."""
-        return cls(**nxtomo.read_volume(os.fspath(path)))
+        path = os.fspath(path)
+        fields = nxtomo.read_volume(path)
+        try:
+            return cls(**fields)
+        except ValueError as exc:
+            raise ValueError(f"path={path!r} holds an inconsistent volume: {exc}") from None

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lamino import _checks
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.geometry.frame import pixel_centres, pixel_index, plane_coordinates, split_vectors
 from lamino.projector import Projector
@@ -57,7 +58,9 @@ def check_inputs(projections, geometry: Geometry, grid: VolumeGrid, pad) -> jax.
     if tuple(np.shape(projections)) != expected:
         raise ValueError(f"projections with shape {tuple(np.shape(projections))} is not allowed: "
                          f"the geometry expects (n_views, rows, cols) = {expected}")
-    return jnp.asarray(projections, jnp.float32)
+    proj = jnp.asarray(projections, jnp.float32)
+    _checks.finite("projections", proj)
+    return proj
 
 
 # ------------------------------------------------------------------------------------------------ the scan

@@ -92,8 +92,7 @@ def operator_norm(projector: Projector, iterations: int = 20, seed: int = 0) -> 
     if not isinstance(projector, Projector):
         raise ValueError(f"projector={type(projector).__name__} is not allowed: give a lamino.projector.Projector")
     it = _checks.count("iterations", iterations)
-    if not _checks.is_int(seed):
-        raise ValueError(f"seed={seed!r} is not allowed: give an integer")
+    seed = _checks.seed("seed", seed)
     if not projector.geometry.is_concrete:
         raise ValueError("projector is not allowed: operator_norm needs a concrete (not traced) geometry")
     key = (projector.geometry, projector.grid, it, int(seed))
@@ -222,14 +221,12 @@ def _setup(projections, geometry, grid, projector, x0, iterations, tol, levels, 
         raise ValueError(f"projections with shape {tuple(np.shape(projections))} are not allowed: "
                          f"expected {projector.proj_shape} (n_views, rows, cols)")
     b = jnp.asarray(projections, jnp.float32)
-    if not bool(jnp.all(jnp.isfinite(b))):
-        raise ValueError("projections are not allowed: they contain NaN or inf values")
+    _checks.finite("projections", b)
     if x0 is not None:
         if tuple(np.shape(x0)) != projector.vol_shape:
             raise ValueError(f"x0 with shape {tuple(np.shape(x0))} is not allowed: expected {projector.vol_shape}")
         x0 = jnp.asarray(x0, jnp.float32)
-        if not bool(jnp.all(jnp.isfinite(x0))):
-            raise ValueError("x0 is not allowed: it contains NaN or inf values")
+        _checks.finite("x0", x0)
     return projector, b, x0, iterations, tol, levels
 
 

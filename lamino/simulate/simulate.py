@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import lamino
-from lamino import config
+from lamino import _checks, config
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.io import GroundTruth, Scan
 from lamino.phantoms import Phantom
@@ -48,9 +48,11 @@ def simulate(phantom: Phantom, geometry: Geometry, scanner: Scanner | str | None
     ----------
     scanner:
         a :class:`Scanner`, a preset name, or None for ``nikon_xt225`` (cone beam) / ``esrf_id19`` (parallel).
-        The detector takes the geometry's shape and pixel spacing.
+        The detector takes the geometry's shape and pixel spacing; a warning says when they differ from the
+        scanner's (build the geometry with ``scanner.geometry(...)`` to keep them equal).
     seed:
-        seeds photon and read noise (``jax.random``); the same seed gives identical data.
+        an integer in [0, 2**32) that seeds photon and read noise (``jax.random``); the same seed gives
+        identical data.
     noise, blur, focal_spot:
         switch off photon and read noise, the detector PSF, and the focal-spot blur (cone beam, magnification
         M: Gaussian of FWHM = focal spot × (M − 1) at the detector).
@@ -78,11 +80,13 @@ def simulate(phantom: Phantom, geometry: Geometry, scanner: Scanner | str | None
         raise ValueError(f"geometry={type(geometry).__name__} is not allowed: give a concrete lamino Geometry")
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not allowed: choose one of {', '.join(METHODS)}")
+    seed = _checks.seed("seed", seed)
     if not (isinstance(n_bins, int) and n_bins >= 1):
         raise ValueError(f"n_bins={n_bins!r} is not allowed: give an integer ≥ 1")
     if not (math.isfinite(scatter_spr) and scatter_spr >= 0):
         raise ValueError(f"scatter_spr={scatter_spr!r} is not allowed: give a ratio ≥ 0")
     scanner = _scanner(scanner, geometry)
+    _warn_if_detector_differs(scanner, geometry)
     detector = scanner.detector.replace(shape=tuple(geometry.det_shape), spacing=tuple(geometry.det_spacing))
     spectrum = scanner.spectrum(n_bins)
     detected = detected_spectrum(scanner, geometry, spectrum)
@@ -120,7 +124,7 @@ def simulate(phantom: Phantom, geometry: Geometry, scanner: Scanner | str | None
                   scatter_sigma_mm=scatter_sigma_mm, method=method, voxel_size=voxel_size, n_bins=n_bins,
                   exact_bins=exact_bins)
     provenance = {
-        "lamino_version": lamino.__version__, "seed": int(seed), "created": datetime.datetime.now(
+        "lamino_version": lamino.__version__, "seed": seed, "created": datetime.datetime.now(
             datetime.UTC).isoformat(timespec="seconds"), "simulate": params,
         "spectrum": spectrum.to_dict(), "effective_energy_kev": e_eff,
         "photons_per_pixel": float(np.sum(detected.incident)), "detected_photons_per_pixel": float(np.sum(photons)),
@@ -168,6 +172,25 @@ def _warn_if_saturated(flat: np.ndarray, detector) -> None:
     if full is not None and np.mean(flat >= 0.999 * full) > 0.01:
         warnings.warn(f"the flat field saturates the detector ({np.mean(flat >= 0.999 * full):.0%} of pixels at "
                       f"{full:g} ADU): lower exposure_s, the tube current or the flux, or adu_per_kev", stacklevel=3)
+
+
+def _warn_if_detector_differs(scanner: Scanner, geometry: Geometry) -> None:
+    """One warning when the geometry's detector (shape, pixel spacing) is not the scanner's: the geometry wins."""
+    det = scanner.detector
+    same_shape = tuple(geometry.det_shape) == tuple(det.shape)
+    same_spacing = np.allclose(geometry.det_spacing, det.spacing, rtol=1e-9, atol=0.0)
+    if same_shape and same_spacing:
+        return
+    rows, cols = geometry.det_shape
+    warnings.warn(f"the geometry's detector ({rows}×{cols} pixels of {_spacing(geometry.det_spacing)} mm) differs "
+                  f"from the scanner's ({det.shape[0]}×{det.shape[1]} pixels of {_spacing(det.spacing)} mm): "
+                  "simulating the geometry's; build the geometry with scanner.geometry(...) or the scanner with "
+                  f"det_shape=({rows}, {cols}), det_spacing=... to make them agree", stacklevel=3)
+
+
+def _spacing(spacing) -> str:
+    dv, du = (float(x) for x in spacing)
+    return f"{du:g}" if dv == du else f"{dv:g}×{du:g}"
 
 
 def _scanner(scanner: Scanner | str | None, geometry: Geometry) -> Scanner:
