@@ -56,3 +56,22 @@ def test_cli_recon_of_an_absurd_grid_is_one_line_and_writes_nothing(tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert "needs about" in err and "GiB" in err and "\n" not in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.filterwarnings("ignore:the geometry.s detector")
+def test_simulate_refuses_a_scan_beyond_the_machine_before_tracing(tmp_path, capsys):
+    from lamino import phantoms
+    from lamino.simulate import simulate
+    from lamino.simulate.simulate import estimate_bytes
+
+    g = Geometry.parallel(30.0, 4000, (4000, 4000), 0.01)
+    lego = phantoms.get("lego")
+    need = estimate_bytes(g, len(lego.materials), truth=False)
+    assert need >= 4 * 4000**3 * (len(lego.materials) + 1)               # path lengths and counts
+    with pytest.raises(ValueError, match=r"simulating 4000 views of 4000×4000 pixels needs about \d+\.\d GiB"):
+        simulate(lego, g, "esrf_id19", truth=False)
+    out = tmp_path / "o.h5"
+    assert main(["simulate", "--phantom", "lego", "--views", "4000", "--det", "4000,4000", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs about" in err and "\n" not in err and "Traceback" not in err
+    assert not out.exists()

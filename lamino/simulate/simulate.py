@@ -23,6 +23,7 @@ from lamino import _checks, config
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.io import GroundTruth, Scan
 from lamino.phantoms import Phantom
+from lamino.resources import FLOAT32, check_memory
 from lamino.simulate.chain import (
     ChainSwitches,
     acquire_views,
@@ -87,6 +88,9 @@ def simulate(phantom: Phantom, geometry: Geometry, scanner: Scanner | str | None
         raise ValueError(f"scatter_spr={scatter_spr!r} is not allowed: give a ratio ≥ 0")
     scanner = _scanner(scanner, geometry)
     _warn_if_detector_differs(scanner, geometry)
+    check_memory(estimate_bytes(geometry, len(phantom.materials), truth_grid if truth else None, truth),
+                 f"simulating {geometry.n_views} views of {geometry.det_shape[0]}×{geometry.det_shape[1]} pixels",
+                 "use fewer views, a smaller detector or a coarser truth grid")
     detector = scanner.detector.replace(shape=tuple(geometry.det_shape), spacing=tuple(geometry.det_spacing))
     spectrum = scanner.spectrum(n_bins)
     detected = detected_spectrum(scanner, geometry, spectrum)
@@ -251,6 +255,23 @@ def _collect(item, out: np.ndarray, bar) -> None:
     v0, v1, res = item
     out[v0:v1] = np.asarray(res)[:v1 - v0]
     bar.update(v1 - v0)
+
+
+def estimate_bytes(geometry: Geometry, n_materials: int, truth_grid: VolumeGrid | None = None,
+                   truth: bool = True) -> int:
+    """Peak memory (bytes) of :func:`simulate`, from the shapes: the per-material path lengths and the counts
+    (float32, views × rows × cols each), the chain's working chunks (≤ 256 MiB per JAX device, two in flight),
+    and with ``truth`` the voxelised phantom (one float32 fraction per material, μ and the labels) on
+    ``truth_grid`` (default ``VolumeGrid.fit(geometry)``)."""
+    pixels = geometry.n_views * geometry.det_shape[0] * geometry.det_shape[1]
+    total = FLOAT32 * pixels * (n_materials + 1) + 2 * len(config.compute_devices()) * (1 << 28)
+    if truth:
+        try:
+            grid = truth_grid or VolumeGrid.fit(geometry)
+        except ValueError:          # no grid fits this detector: simulate() says so later
+            return total
+        total += FLOAT32 * int(np.prod(grid.shape)) * (n_materials + 2)
+    return total
 
 
 def _truth(phantom: Phantom, geometry: Geometry, grid: VolumeGrid | None, energy_kev: float) -> GroundTruth:
