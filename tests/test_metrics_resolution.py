@@ -177,3 +177,20 @@ def test_bad_inputs(sphere):
         star_resolution(rec, rec, GRID, threshold=1.5)
     with pytest.raises(ValueError, match="roi"):
         noise_power_spectrum(rec, np.zeros(GRID.shape, bool), GRID)
+
+
+def test_the_sides_of_a_plate_thinner_than_the_window_are_refused_not_misread():
+    """A 1.2 mm plate at 0.1 mm voxels: its side faces are too short for the default 1 mm window clear of the
+    top and bottom edges, so no voxel inside the plate samples them. The in-plane ESF then held only outside
+    voxels (all zero: an FWHM of 0.10 mm for a 0.35 mm blur); it is now refused, and the through-plane edge of
+    the same plate still measures 2.3548 σ."""
+    from lamino.phantoms import Box, Phantom, place
+
+    plate = Phantom.build("plate", [place(Box((3.0, 3.0, 1.2)), "aluminium")])
+    grid = VolumeGrid((48, 48, 48), 0.1)
+    truth = plate.attenuation(grid, 30.0)
+    inside = truth >= 0.5 * np.percentile(truth, 99.5)
+    recon = ndimage.gaussian_filter(truth.astype(np.float64), 1.5).astype(np.float32)
+    with pytest.raises(ValueError, match="less than half the window .* inside the object"):
+        edge_response(recon, inside, grid, direction="in-plane")
+    assert edge_response(recon, inside, grid, direction="through-plane").fwhm_mm == pytest.approx(0.35322, rel=0.04)

@@ -167,6 +167,12 @@ def _binned(values: NDArray[np.float64], dist: NDArray[np.float64], half_width: 
     if filled.sum() < 2:
         raise ValueError("inside is not allowed: fewer than two distance bins hold voxels; give a larger object, "
                          "a larger max_distance_mm or a larger bin_mm")
+    reach = centres[filled]
+    if reach.max() < half_width / 2 or reach.min() > -half_width / 2:   # e.g. the sides of a thin plate
+        side = "inside" if reach.max() < half_width / 2 else "outside"
+        raise ValueError(f"inside is not allowed: the edge is sampled less than half the window "
+                         f"({half_width / 2:g} mm) {side} the object; give a larger object or a smaller "
+                         "max_distance_mm")
     esf = np.interp(centres, centres[filled], sums[filled] / counts[filled])
     return centres, esf
 
