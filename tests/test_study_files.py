@@ -203,3 +203,78 @@ def test_truncated_point_file_is_skipped_and_recomputed(tmp_path):
     assert not bad.exists() and not dead.exists() and not stray.exists()
     assert store.ids() == {point_id(spec, points[0])}
     store.close()
+
+
+# ------------------------------------------------------------------------------------------------- command line
+def _fails(argv, capsys, *words):
+    from lamino.cli import main
+
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and "error" in err, err
+    for word in words:
+        assert word in err, err
+    return err
+
+
+def test_cli_output_paths_are_checked_before_any_work(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    spec = _write(tmp_path)
+    _fails(["simulate", "--phantom", "lego", "--out", str(afile / "scan.h5")], capsys, "--out", "is a file")
+    _fails(["simulate", "--phantom", "lego", "--seed", "-1", "--out", str(tmp_path / "s.h5")], capsys, "--seed -1")
+    _fails(["recon", str(tmp_path / "missing.h5"), "--out", str(afile / "r.h5")], capsys, "--out", "is a file")
+    _fails(["recon", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "r.h5"), "--png",
+            str(tmp_path / "nofolder" / "r.png")], capsys, "--png", "does not exist")
+    _fails(["study", "run", spec, "--out", str(afile / "results")], capsys, "--out", "is a file")
+    _fails(["study", "run", spec, "--out", str(afile)], capsys, "--out", "existing file")
+    _fails(["plan", spec, "--out", str(tmp_path / "res"), "--report", str(afile)], capsys, "--report",
+           "existing file")
+    _fails(["study", "report", str(tmp_path / "nowhere"), "--out", str(afile)], capsys)
+    _fails(["dataset", "generate", "--phantom", "lego", "--count", "1", "--out", str(afile / "ds")], capsys,
+           "is a file")
+    assert afile.read_text() == "keep"
+    assert sorted(os.listdir(tmp_path)) == ["afile", "files.toml"]          # nothing written
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--views", "1"], ["--views 1", "2"]),
+    (["--count", "0"], ["--count 0"]),
+    (["--count", "10000000"], ["--count 10000000"]),
+    (["--det", "0,64"], ["--det"]),
+    (["--seed", "-2"], ["--seed -2"]),
+    (["--tilt", "95"], ["--tilt 95"]),
+    (["--vary", "n_views=1|8"], ["n_views", "from 2"]),
+])
+def test_cli_dataset_refuses_absurd_counts(tmp_path, capsys, extra, words):
+    argv = ["dataset", "generate", "--phantom", "lego", "--count", "2", "--out", str(tmp_path / "ds")]
+    for i in range(0, len(extra), 2):
+        if extra[i] in argv:
+            argv[argv.index(extra[i]) + 1] = extra[i + 1]
+        else:
+            argv += extra[i:i + 2]
+    _fails(argv, capsys, *words)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_cli_bad_spec_and_locked_folder_create_nothing(tmp_path, capsys):
+    bad = _write(tmp_path, SPEC.replace("description = ", "descripton = "), "bad.toml")
+    _fails(["study", "run", bad, "--out", str(tmp_path / "res")], capsys, "[study] descripton")
+    assert not (tmp_path / "res").exists()
+    absolute = _write(tmp_path, SPEC.replace("name = \"files\"", f"name = \"{tmp_path / 'abs'}\""), "abs.toml")
+    _fails(["plan", absolute], capsys, "[study] name", "plain name")
+    assert not (tmp_path / "abs").exists()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / LOCK_NAME).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    _fails(["study", "run", _write(tmp_path), "--out", str(locked)], capsys, f"process {os.getpid()}")
+    assert sorted(os.listdir(locked)) == [LOCK_NAME]
+
+
+def test_cli_error_exit_without_traceback(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    out = subprocess.run([sys.executable, "-m", "lamino.cli", "plan", _write(tmp_path), "--report", str(afile),
+                          "--out", str(tmp_path / "res")], capture_output=True, text=True)
+    assert out.returncode != 0 and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert afile.read_text() == "keep" and not (tmp_path / "res").exists()
