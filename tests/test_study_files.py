@@ -83,6 +83,8 @@ def _fake_result(spec, point) -> PointResult:
     (("seeds = [0]", "seeds = [-1]"), ["[sweep] seeds", "-1", "≥ 0"]),
     (("seed = 0", "seed = -3"), ["[phantom] seed", "≥ 0"]),
     (("n_views = [8, 12]", "n_views = [1, 12]"), ["[sweep] n_views", "≥ 2"]),
+    (("[recon]\n", "[geometry]\nn_views = 1\n\n[recon]\n"), ["[geometry] n_views", "≥ 2"]),
+    (("[recon]\n", "[geometry]\ntilt_deg = \"30\"\n\n[recon]\n"), ["[geometry] tilt_deg", "[0, 90)"]),
     (("weights = { ssim = 1.0 }", "weights = { ssim = 1.0 }\nconstraints = [\"star_isotropy >= 2\"]"),
      ["[objective] constraints", "star_isotropy >= 2", "[0, 1]"]),
     (("weights = { ssim = 1.0 }", "weights = { ssim = 1.0 }\nconstraints = [\"ssim > 1\"]"),
@@ -168,6 +170,10 @@ def test_store_lock_live_and_stale(tmp_path):
     assert (out / LOCK_NAME).read_text().split()[0] == str(os.getpid())
     store.close()
     assert not (out / LOCK_NAME).exists()
+    store = ResultStore.create(str(out), spec)
+    assert (out / LOCK_NAME).exists()
+    del store                                                            # the lock lives as long as the store
+    assert not (out / LOCK_NAME).exists()
 
 
 def test_store_for_another_study_creates_nothing(tmp_path):
@@ -194,13 +200,16 @@ def test_truncated_point_file_is_skipped_and_recomputed(tmp_path):
     dead.write_bytes(b"x")
     stray = out / f".summary.csv.lamino-{_dead_pid()}-abcdefgh.csv"
     stray.write_bytes(b"x")
+    report_tmp = out / ".report-abc123"
+    report_tmp.mkdir()
+    os.utime(report_tmp, (time.time() - 7200,) * 2)
     opened = ResultStore.open(str(out))                                  # study report: skip with a warning
     with pytest.warns(UserWarning, match="unreadable"):
         assert opened.ids() == {point_id(spec, points[0])}
     assert [r["id"] for r in opened.records()] == [point_id(spec, points[0])]
     with pytest.warns(UserWarning, match="unreadable"):                  # resume: deleted, so recomputed
         store = ResultStore.create(str(out), spec)
-    assert not bad.exists() and not dead.exists() and not stray.exists()
+    assert not bad.exists() and not dead.exists() and not stray.exists() and not report_tmp.exists()
     assert store.ids() == {point_id(spec, points[0])}
     store.close()
 

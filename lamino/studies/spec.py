@@ -187,6 +187,11 @@ def parse_spec(data: dict[str, Any], source: str = "<study>", text: str = "") ->
     for key in ("tilt_deg", "n_views"):
         geometry.pop(key, None)
     defaults = _table(data, "geometry", err)
+    tilt, views = defaults.get("tilt_deg", 30.0), defaults.get("n_views", 360)
+    if isinstance(tilt, bool) or not isinstance(tilt, int | float) or not 0 <= tilt < 90:
+        err.fail("[geometry] tilt_deg", f"= {tilt!r}", "give a tilt in [0, 90) degrees")
+    if isinstance(views, bool) or not isinstance(views, int) or views < 2:
+        err.fail("[geometry] n_views", f"= {views!r}", "give an integer view count ≥ 2 (a reconstruction needs 2)")
     simulate = _simulate(_table(data, "simulate", err), err)
     recon = _recon(_table(data, "recon", err), err)
     sweep, seeds, budget = _sweep(data["sweep"], defaults, scanner, recon, err)

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import shutil
+import time
 import warnings
 import weakref
 from typing import Any
@@ -123,6 +124,7 @@ class ResultStore:
         os.makedirs(os.path.join(path, "points"), exist_ok=True)
         for folder in (path, os.path.join(path, "points")):      # temporaries of runs killed mid-write
             clean_temporaries(folder, min_age_s=0.0)             # the lock is ours: their writers are gone
+        _clean_report_temporaries(path)
         for name in sorted(os.listdir(os.path.join(path, "points"))):
             file = os.path.join(path, "points", name)
             if name.endswith(".h5") and not name.startswith(".") and _read_record(file) is None:
@@ -241,6 +243,20 @@ class ResultStore:
                 w.writerow([r["id"], r["stage"], *(r["point"].get(k) for k in _POINT_KEYS),
                             *(r["metrics"].get(m) for m in metric_names), r["seconds"].get("total")])
         return path
+
+
+def _clean_report_temporaries(folder: str, min_age_s: float = 3600.0) -> None:
+    """Delete ``.report-*`` build folders of a report writer killed midway, once older than ``min_age_s``
+    (their names do not say who wrote them, and ``study report`` takes no lock)."""
+    now = time.time()
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        try:
+            old = name.startswith(".report-") and os.path.isdir(path) and now - os.path.getmtime(path) > min_age_s
+        except OSError:
+            continue
+        if old and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _read_record(file: str) -> dict[str, Any] | None:
