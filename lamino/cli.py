@@ -27,6 +27,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     if not args.out.lower().endswith(".png"):
         raise ValueError(f"--out {args.out!r} is not allowed: give a .png file name")
+    check_output_file(args.out)
     if os.path.exists(args.out) and not args.overwrite:
         raise ValueError(f"--out {args.out!r} exists: pass --overwrite to replace it")
     n = args.size
@@ -92,6 +93,7 @@ def _phantom_show(args: argparse.Namespace) -> int:
 
     if not args.out.lower().endswith(".png"):
         raise ValueError(f"--out {args.out!r} is not allowed: give a .png file name")
+    check_output_file(args.out)
     if os.path.exists(args.out) and not args.overwrite:
         raise ValueError(f"--out {args.out!r} exists: pass --overwrite to replace it")
     if not 16 <= args.size <= 1024:

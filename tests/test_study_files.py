@@ -231,6 +231,8 @@ def test_cli_output_paths_are_checked_before_any_work(tmp_path, capsys):
     afile.write_text("keep")
     spec = _write(tmp_path)
     _fails(["simulate", "--phantom", "lego", "--out", str(afile / "scan.h5")], capsys, "--out", "is a file")
+    _fails(["demo", "--out", str(afile / "demo.png")], capsys, "--out", "is a file")
+    _fails(["phantom", "show", "lego", "--out", str(tmp_path / "nofolder" / "p.png")], capsys, "does not exist")
     _fails(["simulate", "--phantom", "lego", "--seed", "-1", "--out", str(tmp_path / "s.h5")], capsys, "--seed -1")
     _fails(["recon", str(tmp_path / "missing.h5"), "--out", str(afile / "r.h5")], capsys, "--out", "is a file")
     _fails(["recon", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "r.h5"), "--png",
