@@ -289,3 +289,19 @@ def test_cli_error_exit_without_traceback(tmp_path):
                           "--out", str(tmp_path / "res")], capture_output=True, text=True)
     assert out.returncode != 0 and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert afile.read_text() == "keep" and not (tmp_path / "res").exists()
+
+
+def test_cli_simulate_removes_dead_runs_temporaries_of_its_output(tmp_path, capsys):
+    from lamino.cli import main
+
+    old = time.time() - 7200
+    dead = tmp_path / f".s.h5.lamino-{_dead_pid()}-abcdefgh.h5"
+    live = tmp_path / f".s.h5.lamino-{os.getpid()}-abcdefgh.h5"
+    other = tmp_path / f".t.h5.lamino-{_dead_pid()}-abcdefgh.h5"         # another output's: not simulate's business
+    for p in (dead, live, other):
+        p.write_bytes(b"x")
+        os.utime(p, (old, old))
+    assert main(["simulate", "--phantom", "siemens_star", "--param", "radius_mm=0.3", "--param", "n_spokes=8",
+                 "--scanner", "esrf_id19", "--det", "8,8", "--spacing", "0.1", "--views", "2", "--no-truth",
+                 "--out", str(tmp_path / "s.h5")]) == 0
+    assert sorted(os.listdir(tmp_path)) == sorted(["s.h5", live.name, other.name])
