@@ -11,6 +11,7 @@ import warnings
 
 from lamino.config import configure
 from lamino.io import atomic_write
+from lamino.io.files import check_output_file, check_output_folder, clean_temporaries
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -26,6 +27,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     if not args.out.lower().endswith(".png"):
         raise ValueError(f"--out {args.out!r} is not allowed: give a .png file name")
+    check_output_file(args.out)
     if os.path.exists(args.out) and not args.overwrite:
         raise ValueError(f"--out {args.out!r} exists: pass --overwrite to replace it")
     n = args.size
@@ -91,6 +93,7 @@ def _phantom_show(args: argparse.Namespace) -> int:
 
     if not args.out.lower().endswith(".png"):
         raise ValueError(f"--out {args.out!r} is not allowed: give a .png file name")
+    check_output_file(args.out)
     if os.path.exists(args.out) and not args.overwrite:
         raise ValueError(f"--out {args.out!r} exists: pass --overwrite to replace it")
     if not 16 <= args.size <= 1024:
@@ -133,8 +136,11 @@ def _simulate(args: argparse.Namespace) -> int:
 
     if not args.out.lower().endswith((".h5", ".hdf5", ".nx", ".nxs")):
         raise ValueError(f"--out {args.out!r} is not allowed: give an HDF5 file name (.h5, .nxs)")
+    check_output_file(args.out)
     if os.path.exists(args.out) and not args.overwrite:
         raise ValueError(f"--out {args.out!r} exists: pass --overwrite to replace it")
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed} is not allowed: give an integer ≥ 0")
     overrides = _parse_params(args.set)
     for key, value in (("kvp", args.kvp), ("energy_kev", args.energy), ("exposure_s", args.exposure)):
         if value is not None:
@@ -151,6 +157,7 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.views < 1:
         raise ValueError(f"--views {args.views} is not allowed: give at least 1 view")
     g = scanner.geometry(args.tilt, args.views, **geometry_kw)
+    clean_temporaries(os.path.dirname(os.path.abspath(args.out)), prefix=os.path.basename(args.out))
     t0 = time.perf_counter()
     scan = simulate(ph, g, scanner, seed=args.seed, noise=not args.no_noise, blur=not args.no_blur,
                     method=args.method, progress=True, truth=not args.no_truth)
@@ -189,6 +196,8 @@ def _recon(args: argparse.Namespace) -> int:
     if not args.out.lower().endswith((".h5", ".hdf5", ".nx", ".nxs")):
         raise ValueError(f"--out {args.out!r} is not allowed: give an HDF5 file name (.h5, .nxs)")
     for path, flag in ((args.out, "--out"), (args.png, "--png")):
+        if path:
+            check_output_file(path, flag)
         if path and os.path.exists(path) and not args.overwrite:
             raise ValueError(f"{flag} {path!r} exists: pass --overwrite to replace it")
     if args.png and not args.png.lower().endswith(".png"):
@@ -250,6 +259,7 @@ def _study_run(args: argparse.Namespace) -> int:
 
     _check_backend(args)
     spec = load_spec(args.spec)
+    check_output_folder(args.out)
     t0 = time.perf_counter()
     result = run_study(spec, args.out, workers=args.workers, dask=args.dask, refine=not args.no_refine,
                        overwrite=args.overwrite)
@@ -264,9 +274,10 @@ def _study_report(args: argparse.Namespace) -> int:
     from lamino.studies.store import ResultStore
 
     store = ResultStore.open(args.results)
+    out = args.out or os.path.join(args.results, "report")
+    check_output_folder(out, "--out")
     if not store.ids():
         raise ValueError(f"{args.results!r} has no finished points: run 'lamino study run' first")
-    out = args.out or os.path.join(args.results, "report")
     index = write_report(store, analyse(store), out, overwrite=args.overwrite)
     print(f"report: {index}")
     return 0
@@ -282,6 +293,8 @@ def _plan(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     out = args.out or os.path.join("results", spec.name)
     report = args.report or os.path.join(out, "report")
+    check_output_folder(out, "--out")
+    check_output_folder(report, "--report")
     t0 = time.perf_counter()
     result = run_study(spec, out, workers=args.workers, dask=args.dask, refine=not args.no_refine,
                        overwrite=args.overwrite)
@@ -327,15 +340,27 @@ def _number(text: str, what: str):
 
 
 def _dataset_generate(args: argparse.Namespace) -> int:
-    from lamino.studies.dataset import generate_dataset
+    from lamino.studies.dataset import MAX_COUNT, MAX_VIEWS, generate_dataset
 
-    if args.count < 1:
-        raise ValueError(f"--count {args.count} is not allowed: give at least 1 sample")
+    if not 1 <= args.count <= MAX_COUNT:
+        raise ValueError(f"--count {args.count} is not allowed: give 1 to {MAX_COUNT} samples")
+    if not 2 <= args.views <= MAX_VIEWS:
+        raise ValueError(f"--views {args.views} is not allowed: give 2 to {MAX_VIEWS} projections (a reconstruction "
+                         "needs at least 2)")
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed} is not allowed: give an integer ≥ 0")
+    if not 0 <= args.tilt < 90:
+        raise ValueError(f"--tilt {args.tilt:g} is not allowed: give an angle in [0, 90) degrees")
+    check_output_folder(args.out)
     geometry: dict = {"tilt_deg": args.tilt, "n_views": args.views}
     if args.det:
         geometry["det_shape"] = _pair(args.det, "--det", int)
+        if not all(1 <= n <= 100_000 for n in geometry["det_shape"]):
+            raise ValueError(f"--det {args.det!r} is not allowed: give rows,cols of 1 to 100000 pixels each")
     if args.spacing:
         geometry["det_spacing"] = _pair(args.spacing, "--spacing")
+        if not all(0 < v < math.inf for v in geometry["det_spacing"]):
+            raise ValueError(f"--spacing {args.spacing!r} is not allowed: give pixel sizes > 0 mm")
     vary = _parse_vary(args.vary)
     for key in ("tilt_deg", "n_views"):
         if key in vary:
@@ -517,8 +542,18 @@ def main(argv: list[str] | None = None) -> int:
         configure()
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"lamino {args.command}: error: {exc}", file=sys.stderr)
+        print(f"lamino {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:                        # a file system refusal found late: still one line, no traceback
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"lamino {args.command}: error: {exc.strerror or exc}{where}: check the paths given and that they "
+              "are writable", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line."""
+    return " ".join(str(exc).split("\n"))
 
 
 if __name__ == "__main__":

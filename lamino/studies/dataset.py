@@ -37,6 +37,7 @@ import io
 import json
 import math
 import os
+import shutil
 import time
 from typing import Any
 
@@ -49,6 +50,7 @@ from lamino._checks import count as check_count
 from lamino._checks import is_int, number
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.io import atomic_write
+from lamino.io.files import FolderLock, check_output_folder, clean_temporaries
 from lamino.simulate import Scanner, simulate
 from lamino.simulate.scanner import BEAMS
 
@@ -63,6 +65,8 @@ PARAM_PREFIX = "param."
 GEOMETRY_KEYS = ("beam", "tilt_deg", "n_views", "det_shape", "det_spacing", "sod", "sdd", "cor_offset", "det_offset",
                  "det_roll_deg", "grid")
 DEFAULT_TILT_DEG = 30.0
+MAX_COUNT = 1_000_000                                  # samples of one dataset
+MAX_VIEWS = 100_000                                    # projections of one sample
 _SEED_MAX = 2**32 - 1
 _RESERVED_SIMULATE = ("phantom", "geometry", "scanner", "seed", "truth", "truth_grid", "lengths", "progress")
 _SIMULATE_KW = tuple(k for k in inspect.signature(simulate).parameters if k not in _RESERVED_SIMULATE)
@@ -167,23 +171,36 @@ def generate_dataset(phantom: str, count: int, out, *, vary: dict[str, Any] | No
     """
     out = os.fspath(out)
     count = check_count("count", count)
+    if count > MAX_COUNT:
+        raise ValueError(f"count={count} is not allowed: give 1 to {MAX_COUNT} samples")
     args = _arguments(phantom, vary, params, scanner, scanner_overrides, geometry, seed, simulate_kw)
     samples = [_sample(i, args, values) for i, values in enumerate(_draws(count, args["vary"], args["seed"]))]
     _check_phantom(args, samples[0])
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "lamino_version": lamino.__version__,
               "created": _now(), "count": count, "arguments": args}
-    kept, created = _prepare_folder(out, header, count, overwrite)
-    rows = {r["index"]: r for r in kept}
-    header["created"] = created or header["created"]
-    _write_manifest(out, header, rows, args)
-    grid = VolumeGrid.from_dict(args["geometry"]["grid"]) if "grid" in args["geometry"] else None
-    todo = [s for s in samples if s.index not in rows]
-    bar = tqdm(total=count, initial=count - len(todo), desc=f"dataset {phantom}", unit="scan", disable=not progress)
-    for s in todo:
-        rows[s.index] = _make_sample(out, s, args, grid)
+    check_output_folder(out, "out")
+    made = not os.path.exists(out)
+    os.makedirs(out, exist_ok=True)
+    with FolderLock(out, "dataset folder"):
+        try:
+            kept, created = _prepare_folder(out, header, count, overwrite)
+        except BaseException:
+            if made:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        clean_temporaries(out, min_age_s=0.0)          # the lock is ours: their writers are gone
+        rows = {r["index"]: r for r in kept}
+        header["created"] = created or header["created"]
         _write_manifest(out, header, rows, args)
-        bar.update(1)
-    bar.close()
+        grid = VolumeGrid.from_dict(args["geometry"]["grid"]) if "grid" in args["geometry"] else None
+        todo = [s for s in samples if s.index not in rows]
+        bar = tqdm(total=count, initial=count - len(todo), desc=f"dataset {phantom}", unit="scan",
+                   disable=not progress)
+        for s in todo:
+            rows[s.index] = _make_sample(out, s, args, grid)
+            _write_manifest(out, header, rows, args)
+            bar.update(1)
+        bar.close()
     return load_manifest(out)
 
 
@@ -249,6 +266,11 @@ def _check_geometry(geometry: dict, scanner: str) -> None:
         same = [n for n in Scanner.presets() if Scanner.preset(n).beam == wanted]
         raise ValueError(f"geometry['beam']={wanted!r} is not allowed with scanner {scanner!r} (a {beam}-beam "
                          f"instrument): give beam={beam!r} or a {wanted}-beam preset ({', '.join(same)})")
+    if "n_views" in geometry and (not is_int(geometry["n_views"]) or not 2 <= geometry["n_views"] <= MAX_VIEWS):
+        raise ValueError(f"geometry['n_views']={geometry['n_views']!r} is not allowed: give an integer from 2 to "
+                         f"{MAX_VIEWS} (a reconstruction needs at least 2 views)")
+    if "tilt_deg" in geometry:
+        number("geometry['tilt_deg']", geometry["tilt_deg"], lambda x: 0 <= x < 90, "an angle in [0, 90) degrees")
     for key in ("sod", "sdd"):
         if key in geometry and beam != "cone":
             raise ValueError(f"geometry[{key!r}] is not allowed with scanner {scanner!r}: it is a parallel beam")
@@ -315,7 +337,7 @@ def _kind(key: str, defaults: dict, phantom: str) -> tuple[str, Any, str]:
         "seed": ("int", lambda x: 0 <= x <= _SEED_MAX, f"an integer from 0 to {_SEED_MAX}"),
         "noise_seed": ("int", lambda x: 0 <= x <= _SEED_MAX, f"an integer from 0 to {_SEED_MAX}"),
         "tilt_deg": ("float", lambda x: 0 <= x < 90, "an angle in [0, 90) degrees"),
-        "n_views": ("int", lambda x: x >= 1, "an integer ≥ 1"),
+        "n_views": ("int", lambda x: 2 <= x <= MAX_VIEWS, f"an integer from 2 to {MAX_VIEWS}"),
         "exposure_s": ("float", lambda x: 0 < x < math.inf, "an exposure > 0 s"),
         "kvp": ("float", lambda x: 0 < x < math.inf, "a tube voltage > 0 kV"),
     }

@@ -11,7 +11,8 @@ Layout::
       summary.csv         one row per finished point (rewritten after every point)
 
 A point file appears only when complete (temporary name, then rename), so a study stopped at any moment
-resumes by computing exactly the points whose files are missing.
+resumes by computing exactly the points whose files are missing (or unreadable). A live run locks the folder
+(``.lamino.lock``: its pid and host); a second run on it is refused, a dead run's lock is taken over.
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
+import time
+import warnings
+import weakref
 from typing import Any
 
 import h5py
 import numpy as np
 
 from lamino.io import atomic_write
+from lamino.io.files import FolderLock, check_output_folder, clean_temporaries
 from lamino.studies.spec import StudySpec, parse_spec
 
 SLICES = ("xy", "xz", "yz")
@@ -75,25 +81,56 @@ class ResultStore:
     def create(cls, path: str, spec: StudySpec, overwrite: bool = False) -> ResultStore:
         """Start a store for ``spec`` in ``path``, or resume the one there if it holds the same study.
 
-        A folder holding another study (different phantom, scanner, geometry, simulation or grid) raises
-        ValueError unless ``overwrite``, which deletes its points."""
+        The folder is locked (:class:`~lamino.io.files.FolderLock`) for as long as the store lives (or until
+        :meth:`close`): a second live run on it gets a one-line ValueError naming the other process. A folder
+        holding another study (different phantom, scanner, geometry, simulation or grid) raises ValueError unless
+        ``overwrite``, which deletes its points; a folder this call created is then removed again. Temporaries
+        of dead runs and unreadable point files are deleted (with a warning), so they are recomputed."""
         path = os.fspath(path)
         if os.path.exists(path) and not os.path.isdir(path):
             raise ValueError(f"--out {path!r} is a file: give a folder for the study results")
+        check_output_folder(path, "--out")
+        made = not os.path.exists(path)
+        os.makedirs(path, exist_ok=True)
+        lock = FolderLock(path, "results folder").acquire()
+        try:
+            cls._prepare(path, spec, overwrite)
+        except BaseException:
+            lock.release()
+            if made:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+        store = cls(path, spec)
+        store._lock = lock
+        store._finalizer = weakref.finalize(store, lock.release)
+        return store
+
+    @classmethod
+    def _prepare(cls, path: str, spec: StudySpec, overwrite: bool) -> None:
         if os.path.isfile(os.path.join(path, "study.json")):
-            with open(os.path.join(path, "study.json")) as f:
-                old = json.load(f).get("fingerprint")
+            try:
+                with open(os.path.join(path, "study.json")) as f:
+                    old = json.load(f).get("fingerprint")
+            except (OSError, ValueError, AttributeError):
+                old = None
             if old != spec.fingerprint:
                 if not overwrite:
                     raise ValueError(f"{path!r} holds results of a different study (fingerprint {old}, this study "
                                      f"{spec.fingerprint}): give another --out or pass --overwrite")
-                for name in os.listdir(os.path.join(path, "points")):
+                points = os.path.join(path, "points")
+                for name in os.listdir(points) if os.path.isdir(points) else ():
                     if name.endswith(".h5"):
-                        os.remove(os.path.join(path, "points", name))
+                        os.remove(os.path.join(points, name))
         os.makedirs(os.path.join(path, "points"), exist_ok=True)
-        for name in os.listdir(os.path.join(path, "points")):
-            if name.startswith("."):                     # a temporary file of a run killed mid-write
-                os.remove(os.path.join(path, "points", name))
+        for folder in (path, os.path.join(path, "points")):      # temporaries of runs killed mid-write
+            clean_temporaries(folder, min_age_s=0.0)             # the lock is ours: their writers are gone
+        _clean_report_temporaries(path)
+        for name in sorted(os.listdir(os.path.join(path, "points"))):
+            file = os.path.join(path, "points", name)
+            if name.endswith(".h5") and not name.startswith(".") and _read_record(file) is None:
+                warnings.warn(f"point file {file} is unreadable (truncated or corrupt): deleted, it will be "
+                              "recomputed", stacklevel=4)
+                os.remove(file)
         from lamino import __version__
 
         with atomic_write(os.path.join(path, "study.toml")) as tmp, open(tmp, "w") as f:
@@ -101,7 +138,18 @@ class ResultStore:
         with atomic_write(os.path.join(path, "study.json")) as tmp, open(tmp, "w") as f:
             json.dump({"fingerprint": spec.fingerprint, "lamino_version": __version__, "spec": spec.to_dict()},
                       f, indent=1)
-        return cls(path, spec)
+
+    def close(self) -> None:
+        """Release the folder's lock (stores from :meth:`create`; also done when the store is collected)."""
+        finalizer = getattr(self, "_finalizer", None)
+        if finalizer is not None:
+            finalizer()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @classmethod
     def open(cls, path: str) -> ResultStore:
@@ -123,11 +171,27 @@ class ResultStore:
         return os.path.join(self.path, "points", f"{point_id}.h5")
 
     def ids(self) -> set[str]:
-        """Identifiers of the finished points."""
+        """Identifiers of the finished points (an unreadable point file is skipped with a warning)."""
         folder = os.path.join(self.path, "points")
         if not os.path.isdir(folder):
             return set()
-        return {n[:-3] for n in os.listdir(folder) if n.endswith(".h5") and not n.startswith(".")}
+        names = [n for n in os.listdir(folder) if n.endswith(".h5") and not n.startswith(".")]
+        return {n[:-3] for n in names if self._readable(n[:-3])}
+
+    def _readable(self, point_id: str) -> bool:
+        file = self._file(point_id)
+        try:
+            st = os.stat(file)
+        except OSError:
+            return False
+        key = (point_id, st.st_mtime_ns, st.st_size)
+        cache = self.__dict__.setdefault("_checked", {})
+        if key not in cache:
+            cache[key] = _read_record(file) is not None
+            if not cache[key]:
+                warnings.warn(f"point file {file} is unreadable (truncated or corrupt): skipped (a resumed run "
+                              "recomputes it)", stacklevel=3)
+        return cache[key]
 
     def write(self, result: PointResult) -> str:
         """Write one finished point atomically and refresh ``summary.csv``."""
@@ -145,7 +209,7 @@ class ResultStore:
 
     def records(self) -> list[dict[str, Any]]:
         """Every finished point's record, in sweep order (grid points first, then refinement points)."""
-        recs = [self.record(i) for i in self.ids()]
+        recs = [r for r in (_read_record(self._file(i)) for i in self.ids()) if r is not None]
         return sorted(recs, key=lambda r: (r["stage"] != "grid", *(_sort_key(r["point"].get(k)) for k in _POINT_KEYS)))
 
     def slices(self, point_id: str) -> dict[str, dict[str, np.ndarray]]:
@@ -179,6 +243,32 @@ class ResultStore:
                 w.writerow([r["id"], r["stage"], *(r["point"].get(k) for k in _POINT_KEYS),
                             *(r["metrics"].get(m) for m in metric_names), r["seconds"].get("total")])
         return path
+
+
+def _clean_report_temporaries(folder: str, min_age_s: float = 3600.0) -> None:
+    """Delete ``.report-*`` build folders of a report writer killed midway, once older than ``min_age_s``
+    (their names do not say who wrote them, and ``study report`` takes no lock)."""
+    now = time.time()
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        try:
+            old = name.startswith(".report-") and os.path.isdir(path) and now - os.path.getmtime(path) > min_age_s
+        except OSError:
+            continue
+        if old and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _read_record(file: str) -> dict[str, Any] | None:
+    """The record of a point file, or None when the file is unreadable (truncated, corrupt, incomplete)."""
+    try:
+        with h5py.File(file, "r") as f:
+            record = json.loads(f.attrs["record"])
+            if not all(f"{g}/{n}" in f for g in ("recon", "truth") for n in SLICES):
+                return None
+    except Exception:                                     # h5py raises OSError, KeyError, ValueError, …
+        return None
+    return record if isinstance(record, dict) and "point" in record and "metrics" in record else None
 
 
 def _sort_key(value):
