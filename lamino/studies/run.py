@@ -162,9 +162,9 @@ def run_study(spec: StudySpec | str, out: str, *, workers: int = 0, dask: str | 
     store = ResultStore.create(out, spec, overwrite=overwrite)
     with Runner(spec, store, workers=workers, dask=dask, progress=progress) as runner:
         runner.run(spec.points(), stage="grid", desc=spec.name)
+        if refine:
+            planner.refine_tilt(spec, runner)
         result = planner.analyse(store)
-        if refine and planner.refine_tilt(spec, runner, result):
-            result = planner.analyse(store)
     if spec.gradient and result.recommended is not None and result.gradient is None:
         from lamino.studies.gradient import tilt_gradient
 
