@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from lamino.studies import planner
-from lamino.studies.run import run_study
+from lamino.studies.run import Runner, run_study
 from lamino.studies.spec import load_spec
 from lamino.studies.store import ResultStore
 
@@ -138,3 +138,45 @@ def test_refinement_ignores_partly_evaluated_tilts_and_refine_points_when_starti
     grid = planner.analyse(store, grid_only=True)
     assert {c.stage for c in grid.configurations} == {"grid"} and len(grid.configurations) == 2
     assert all(i in planner.grid_ids(spec) for c in grid.configurations for i in c.ids)
+
+
+# ------------------------------------------------------------------------------------------------- Dask
+def test_dask_study_with_refinement_equals_in_process(clean, tmp_path):
+    """The refinement calls the runner again after the grid: the spec must still reach the workers."""
+    pytest.importorskip("distributed")
+    spec, _, _, _ = clean
+    out = tmp_path / "dask"
+    result = run_study(spec, str(out), dask="local", workers=2, progress=False)
+    _assert_same_as_clean(clean, out, result)
+
+
+def _kill_worker_once(spec, point, stage):
+    """Kills its Dask worker the first time it runs (marker file beside the study file), then evaluates."""
+    from lamino.studies.point import evaluate_point
+
+    marker = os.path.join(os.path.dirname(spec.source), "killed")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return evaluate_point(spec, point, stage)
+
+
+def test_dask_lost_worker_is_resubmitted(clean, tmp_path):
+    """A worker killed mid-run, with the scheduler allowed no failure (KilledWorker): the runner resubmits the
+    lost point and the study, refinement included, ends like the clean run."""
+    pytest.importorskip("distributed")
+    import dask
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    spec = load_spec(str(path))
+    out = tmp_path / "killed-worker"
+    store = ResultStore.create(str(out), spec)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with Runner(spec, store, workers=2, dask="local", progress=False, evaluate=_kill_worker_once) as runner:
+            runner.run(spec.points(), stage="grid")
+            planner.refine_tilt(spec, runner)
+            submissions = runner._submissions
+    assert submissions == 4, "the grid is submitted twice (the lost point again), each of 2 refinement tilts once"
+    assert os.path.exists(tmp_path / "killed")
+    _assert_same_as_clean(clean, out, planner.analyse(ResultStore.open(str(out))))
