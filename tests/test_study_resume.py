@@ -180,3 +180,23 @@ def test_dask_lost_worker_is_resubmitted(clean, tmp_path):
     assert submissions == 4, "the grid is submitted twice (the lost point again), each of 2 refinement tilts once"
     assert os.path.exists(tmp_path / "killed")
     _assert_same_as_clean(clean, out, planner.analyse(ResultStore.open(str(out))))
+
+
+def _always_kill_worker(spec, point, stage):
+    os._exit(1)
+
+
+def test_dask_gives_up_after_retries_with_one_line_error(tmp_path):
+    pytest.importorskip("distributed")
+    import dask
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]").replace("tilt_deg = [20, 40]", "tilt_deg = [20]"))
+    spec = load_spec(str(path))
+    store = ResultStore.create(str(tmp_path / "lost"), spec)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with Runner(spec, store, workers=1, dask="local", progress=False, retries=1,
+                    evaluate=_always_kill_worker) as runner:
+            with pytest.raises(RuntimeError, match=r"lost 2 times \(KilledWorker: .*\); 1 points not computed") as err:
+                runner.run(spec.points())
+    assert "\n" not in str(err.value) and not store.ids()

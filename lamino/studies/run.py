@@ -128,13 +128,13 @@ class Runner:
             tag = f"{self._token}-{self._submissions}"
             futures = {self._client.submit(self.evaluate, self.spec, p, stage, key=f"lamino-{self.spec.name}-{i}-{tag}",
                                            retries=self.retries, pure=False): i for i, p in pending.items()}
-            lost: list[str] = []
+            lost: list[str] = []                 # why tasks were lost, one line each
             try:
                 for fut in as_completed(futures):
                     try:
                         result = fut.result()
                     except _lost_errors() as exc:
-                        lost.append(f"{type(exc).__name__}: {exc}")
+                        lost.append(_first_line(exc))
                         continue
                     self._finish(result, bar)
                     pending.pop(futures[fut])
@@ -148,6 +148,11 @@ class Runner:
                 raise RuntimeError(f"Dask tasks were lost {attempt + 1} times ({lost[-1] if lost else 'unknown'}); "
                                    f"{len(pending)} points not computed (rerun the study to continue)")
             time.sleep(1.0)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def _lost_errors() -> tuple[type[BaseException], ...]:
