@@ -143,7 +143,8 @@ def analyse(store, weights: dict[str, float] | None = None, grid_only: bool = Fa
     spec = store.spec
     records = store.records()
     if grid_only:
-        records = [r for r in records if r["id"] in grid_ids(spec)]
+        grid = grid_ids(spec)
+        records = [r for r in records if r["id"] in grid]
     names = sorted({m for r in records for m in r["metrics"]})
     weights = weights or spec.weights or default_weights(names)
     configs = configurations(records, weights, spec.constraints)
