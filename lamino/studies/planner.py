@@ -137,10 +137,14 @@ def recommend(configs: list[Configuration], tolerance: float = 0.02) -> tuple[Co
     return choice, reason + f"; {len(feasible)} of {len(configs)} configurations meet the constraints"
 
 
-def analyse(store, weights: dict[str, float] | None = None) -> PlanResult:
-    """Summarise a results store: configurations, Pareto front, best, worst and the recommended protocol."""
+def analyse(store, weights: dict[str, float] | None = None, grid_only: bool = False) -> PlanResult:
+    """Summarise a results store: configurations, Pareto front, best, worst and the recommended protocol.
+    ``grid_only``: use only the points of the spec's sweep grid (what the tilt refinement starts from)."""
     spec = store.spec
     records = store.records()
+    if grid_only:
+        grid = grid_ids(spec)
+        records = [r for r in records if r["id"] in grid]
     names = sorted({m for r in records for m in r["metrics"]})
     weights = weights or spec.weights or default_weights(names)
     configs = configurations(records, weights, spec.constraints)
@@ -186,22 +190,39 @@ def golden_section_max(f, lo: float, hi: float, evaluations: int, known: dict[fl
     return x, seen[x]
 
 
-def refine_tilt(spec, runner, result: PlanResult) -> list[str]:
-    """Golden-section search over tilt around the recommended configuration (its other settings fixed), between
-    the neighbouring tilts of the grid; each probe is evaluated for every noise seed. Returns the new ids."""
-    if spec.refine == "none" or result.recommended is None:
+def grid_ids(spec) -> set[str]:
+    """The point ids of the spec's sweep grid (every configuration × seed)."""
+    from lamino.studies.spec import point_id
+
+    return {point_id(spec, p) for p in spec.points()}
+
+
+def refine_tilt(spec, runner, result: PlanResult | None = None) -> list[str]:
+    """Golden-section search over tilt around the grid's recommended configuration (its other settings fixed),
+    between the neighbouring tilts of the grid; each probe is evaluated for every noise seed. Returns the ids of
+    the probed points.
+
+    Idempotent: the search starts from the grid points only (``analyse(store, grid_only=True)``; ``result`` is
+    not used and kept for older callers), a tilt counts as known only when all its seeds are in the store, and
+    each probe computes just its missing seeds, so a run stopped anywhere and rerun probes the same tilts and ends
+    with the same points as a clean run."""
+    if spec.refine == "none":
         return []
     tilts = sorted(spec.sweep["tilt_deg"])
     if len(tilts) < 2:
         return []
-    base = result.recommended.point
+    start = analyse(runner.store, grid_only=True)
+    if start.recommended is None:
+        return []
+    base = start.recommended.point
     t = base["tilt_deg"]
     below = [x for x in tilts if x < t]
     above = [x for x in tilts if x > t]
     lo, hi = (below[-1] if below else t), (above[0] if above else t)
-    known = {float(c.point["tilt_deg"]): c.objective_mean for c in result.configurations
-             if all(c.point[k] == base[k] for k in _CONFIG_KEYS if k != "tilt_deg")}
-    weights = spec.weights or default_weights(result.recommended.metrics_mean)
+    n_seeds = len(set(spec.seeds))
+    known = {float(c.point["tilt_deg"]): c.objective_mean for c in start.configurations
+             if len(set(c.ids)) == n_seeds and all(c.point[k] == base[k] for k in _CONFIG_KEYS if k != "tilt_deg")}
+    weights = spec.weights or default_weights(start.recommended.metrics_mean)
     new_ids: list[str] = []
 
     def f(tilt: float) -> float:

@@ -3,7 +3,8 @@ on a Dask distributed cluster, writing each finished point to the results store 
 
 Only the calling process writes the store, so a point file is either complete or absent; rerunning a stopped
 study therefore computes exactly the missing points. A worker process that dies takes its points back into
-the queue (``retries`` times); on Dask, a lost worker's task is rescheduled by the scheduler.
+the queue (``retries`` times); on Dask, a lost worker's task is rescheduled by the scheduler, and a task lost
+for good (a cancelled future, a worker killed too often) is resubmitted (``retries`` times).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -40,9 +42,10 @@ class Runner:
         self.evaluate = evaluate
         self._warned: set[str] = set()
         self._client = self._cluster = None
+        self._token, self._submissions = uuid.uuid4().hex[:8], 0      # unique Dask task keys per submission
         if dask is not None:
             self._client, self._cluster = _dask_client(dask, workers or 2)
-            self._client.run(configure)      # before the workers' first JAX computation, where possible
+            _configure_workers(self._client)
 
     def close(self) -> None:
         if self._client is not None:
@@ -114,14 +117,52 @@ class Runner:
                 time.sleep(1.0)
 
     def _run_dask(self, todo, stage: str, bar) -> None:
+        """One task per point. The spec travels by value in each task (it is small), so no scattered data can be
+        lost between runs or with a worker; points whose task was lost (a killed worker, a cancelled future)
+        are resubmitted, up to ``retries`` times. An error raised by ``evaluate`` itself is raised here."""
         from distributed import as_completed
 
-        spec = self._client.scatter(self.spec, broadcast=True)
-        futures = [self._client.submit(self.evaluate, spec, p, stage, key=f"lamino-{self.spec.name}-{i}",
-                                       retries=self.retries, pure=False) for i, p in todo]
-        for fut in as_completed(futures):
-            self._finish(fut.result(), bar)
-            fut.release()
+        pending = dict(todo)
+        for attempt in range(self.retries + 1):
+            self._submissions += 1
+            tag = f"{self._token}-{self._submissions}"
+            futures = {self._client.submit(self.evaluate, self.spec, p, stage, key=f"lamino-{self.spec.name}-{i}-{tag}",
+                                           retries=self.retries, pure=False): i for i, p in pending.items()}
+            lost: list[str] = []                 # why tasks were lost, one line each
+            try:
+                for fut in as_completed(futures):
+                    try:
+                        result = fut.result()
+                    except _lost_errors() as exc:
+                        lost.append(_first_line(exc))
+                        continue
+                    self._finish(result, bar)
+                    pending.pop(futures[fut])
+                    fut.release()
+            finally:
+                for fut in futures:             # nothing of this attempt outlives it on the scheduler
+                    fut.release()
+            if not pending:
+                return
+            if attempt == self.retries:
+                raise RuntimeError(f"Dask tasks were lost {attempt + 1} times ({lost[-1] if lost else 'unknown'}); "
+                                   f"{len(pending)} points not computed (rerun the study to continue)")
+            time.sleep(1.0)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _lost_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions of a Dask task that was lost rather than failed: its worker died too often, its future was
+    cancelled, or the connection to a worker closed."""
+    from distributed import CancelledError
+    from distributed.comm.core import CommClosedError
+    from distributed.scheduler import KilledWorker
+
+    return KilledWorker, CancelledError, cf.CancelledError, CommClosedError, ConnectionError, EOFError
 
 
 def _describe_point(p: dict[str, Any]) -> str:
@@ -130,6 +171,23 @@ def _describe_point(p: dict[str, Any]) -> str:
 
 def _postfix(result: PointResult) -> str:
     return f"{_describe_point(result.point)}: {result.seconds['total']:.1f} s"
+
+
+def _configure_workers(client) -> None:
+    """Call :func:`~lamino.config.configure` on every worker, also on those that join or restart later (before
+    their first JAX computation, where possible)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class _Configure(WorkerPlugin):
+        name = "lamino-configure"
+
+        def setup(self, worker) -> None:
+            configure()
+
+    try:
+        client.register_plugin(_Configure())
+    except (AttributeError, TypeError):                # pragma: no cover - older distributed
+        client.run(configure)
 
 
 def _dask_client(address: str, n_workers: int):
@@ -162,9 +220,9 @@ def run_study(spec: StudySpec | str, out: str, *, workers: int = 0, dask: str | 
     store = ResultStore.create(out, spec, overwrite=overwrite)
     with Runner(spec, store, workers=workers, dask=dask, progress=progress) as runner:
         runner.run(spec.points(), stage="grid", desc=spec.name)
+        if refine:
+            planner.refine_tilt(spec, runner)
         result = planner.analyse(store)
-        if refine and planner.refine_tilt(spec, runner, result):
-            result = planner.analyse(store)
     if spec.gradient and result.recommended is not None and result.gradient is None:
         from lamino.studies.gradient import tilt_gradient
 
