@@ -217,17 +217,17 @@ def run_study(spec: StudySpec | str, out: str, *, workers: int = 0, dask: str | 
     from lamino.studies.spec import load_spec
 
     spec = load_spec(spec) if isinstance(spec, str) else spec
-    store = ResultStore.create(out, spec, overwrite=overwrite)
-    with Runner(spec, store, workers=workers, dask=dask, progress=progress) as runner:
-        runner.run(spec.points(), stage="grid", desc=spec.name)
-        if refine:
-            planner.refine_tilt(spec, runner)
-        result = planner.analyse(store)
-    if spec.gradient and result.recommended is not None and result.gradient is None:
-        from lamino.studies.gradient import tilt_gradient
-
-        gradient = tilt_gradient(spec, result.recommended.point)
-        if gradient is not None:
-            store.write_extra("gradient", {**gradient, "point": result.recommended.point})
+    with ResultStore.create(out, spec, overwrite=overwrite) as store:    # holds the folder's lock until done
+        with Runner(spec, store, workers=workers, dask=dask, progress=progress) as runner:
+            runner.run(spec.points(), stage="grid", desc=spec.name)
+            if refine:
+                planner.refine_tilt(spec, runner)
             result = planner.analyse(store)
+        if spec.gradient and result.recommended is not None and result.gradient is None:
+            from lamino.studies.gradient import tilt_gradient
+
+            gradient = tilt_gradient(spec, result.recommended.point)
+            if gradient is not None:
+                store.write_extra("gradient", {**gradient, "point": result.recommended.point})
+                result = planner.analyse(store)
     return result
