@@ -279,6 +279,10 @@ def test_pareto_front_and_recommendation_on_known_points():
     choice, reason = planner.recommend(configs)
     assert choice.scan_time_s == 200            # within one std (0.02) of the best 0.84; 100 s is not
     assert "0.84" in reason and "3 of 4" in reason
+    # the margin is the best configuration's std when that exceeds 2 % of its mean: with σ = 0.05 the 100 s
+    # protocol (0.80, 0.04 below the best) is within noise; with σ ignored (margin 2 % = 0.0168) it would not be
+    noisy = [config(100, 0.80, 0.05), config(200, 0.83, 0.05), config(400, 0.84, 0.05)]
+    assert planner.recommend(noisy)[0].scan_time_s == 100
     none, why = planner.recommend([config(50, 0.9, feasible=False)])
     assert none is None and "constraints" in why
 
