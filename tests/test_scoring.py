@@ -94,3 +94,25 @@ def test_noise_cnr_and_edge_metrics_of_a_blurred_noisy_cube():
     assert m["in_plane_fwhm_mm"] == pytest.approx(2.3548 * sigma_b, rel=0.05)
     assert m["through_plane_fwhm_mm"] == pytest.approx(2.3548 * sigma_b, rel=0.05)
     assert m["mtf50_lp_mm"] == pytest.approx(math.sqrt(math.log(2) / 2) / (math.pi * sigma_b), rel=0.06)
+
+
+def test_score_runs_the_crack_metrics_of_a_pellet():
+    """score() on a small pellet with wide cracks: a reconstruction that is empty exactly in the crack voxels
+    (label fraction ≥ 1/4) and the pellet's μ elsewhere finds every crack (Dice, precision, recall and detection
+    rate 1); one with the cracks filled by the pellet's μ finds none (all 0)."""
+    ph = phantoms.get("ssb_pellet", diameter_mm=2.0, electrode_diameter_mm=1.6, n_transverse=3, n_spallation=1,
+                      aperture_um=(30.0, 50.0), crack_length_mm=(0.6, 1.0), n_pores=0, seed=1)
+    grid = VolumeGrid((40, 110, 110), 0.02)
+    vox = ph.voxelize(grid)
+    truth = ph.attenuation(grid, 30.0, voxels=vox)
+    crack = np.zeros(grid.shape, bool)
+    for c in ph.params["cracks"]:
+        crack |= vox.label_fractions[c["label"]] >= 0.25
+    assert crack.sum() > 100
+    geometry = Geometry.parallel(tilt_deg=30, n_views=12, det_shape=(16, 32), det_spacing=0.1)
+    names = ("crack_dice", "crack_precision", "crack_recall", "crack_detection_rate")
+    found = np.where(crack, 0.0, truth).astype(np.float32)
+    filled = np.where(crack, float(np.median(truth[vox.labels["pellet"]])), truth).astype(np.float32)
+    scanner = Scanner.preset("esrf_id19")
+    assert score(ScoringInput(found, truth, grid, vox, ph, geometry, scanner), names) == dict.fromkeys(names, 1.0)
+    assert score(ScoringInput(filled, truth, grid, vox, ph, geometry, scanner), names) == dict.fromkeys(names, 0.0)
