@@ -209,8 +209,10 @@ def _make_sample(out: str, s: _Sample, args: dict, grid: VolumeGrid | None) -> d
     t0 = time.perf_counter()
     ph = phantoms.get(args["phantom"], seed=s.phantom_seed, **s.params)
     truth_grid = grid or VolumeGrid.fit(s.geometry)
-    scan = simulate(ph, s.geometry, s.scanner, seed=s.noise_seed, truth_grid=truth_grid, progress=False,
-                    **args["simulate_kw"])
+    # the dataset's detector is the geometry's (--det, --spacing): the scanner's, so that they agree
+    detector = s.scanner.detector.replace(shape=tuple(s.geometry.det_shape), spacing=tuple(s.geometry.det_spacing))
+    scan = simulate(ph, s.geometry, s.scanner.replace(detector=detector), seed=s.noise_seed, truth_grid=truth_grid,
+                    progress=False, **args["simulate_kw"])
     path = os.path.join(out, s.file)
     scan.save(path, overwrite=True)
     return {"index": s.index, "file": s.file, "values": s.values, "phantom": args["phantom"],
