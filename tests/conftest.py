@@ -65,3 +65,39 @@ def gaussian_projections(geometry, sigma: float, peak: float = 1.0, center=(0.0,
     w = pix - np.asarray(center, dtype=float)
     perp = w - np.sum(w * ray, -1, keepdims=True) * ray
     return (peak * sigma * math.sqrt(2 * math.pi) * np.exp(-np.sum(perp**2, -1) / (2 * sigma**2))).astype(np.float32)
+
+
+# the phantom, scanner, simulation and grid of the tiny Siemens-star studies of the study tests (seconds a point)
+TINY_STAR_TABLES = """
+[phantom]
+name = "siemens_star"
+seed = 0
+
+[phantom.params]
+n_spokes = 8
+radius_mm = 0.3
+thickness_mm = 0.05
+substrate_thickness_mm = 0.05
+arc_points = 2
+label_sectors = 4
+
+[scanner]
+preset = "esrf_id19"
+det_shape = [12, 20]
+det_spacing = 0.04
+energy_kev = 30.0
+exposure_s = 0.0005
+
+[simulate]
+n_bins = 1
+noise = true
+
+[recon]
+grid = { shape = [6, 16, 16], voxel_size = 0.045 }
+"""
+
+
+def tiny_star_study(study: str, rest: str) -> str:
+    """A study file: the ``[study]`` table ``study``, the tiny Siemens-star tables, then ``rest`` (sweep, objective,
+    planner)."""
+    return study.rstrip("\n") + "\n" + TINY_STAR_TABLES + rest

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import tiny_star_study
 
 from lamino.cli import main
 from lamino.simulate import Scanner
@@ -18,35 +19,11 @@ from lamino.studies.run import Runner, run_study
 from lamino.studies.spec import load_spec, parse_spec, point_id
 from lamino.studies.store import ResultStore
 
-TINY = """
+TINY = tiny_star_study("""
 [study]
 name = "tiny"
 description = "a 2 x 2 sweep of a small Siemens star on a beam line"
-
-[phantom]
-name = "siemens_star"
-
-[phantom.params]
-n_spokes = 8
-radius_mm = 0.3
-thickness_mm = 0.05
-substrate_thickness_mm = 0.05
-arc_points = 2
-label_sectors = 4
-
-[scanner]
-preset = "esrf_id19"
-det_shape = [12, 20]
-det_spacing = 0.04
-energy_kev = 30.0
-exposure_s = 0.0005
-
-[simulate]
-n_bins = 1
-
-[recon]
-grid = { shape = [6, 16, 16], voxel_size = 0.045 }
-
+""", """
 [sweep]
 tilt_deg = [20, 40]
 n_views = [8, 12]
@@ -57,7 +34,7 @@ weights = { ssim = 1.0 }
 
 [planner]
 refine = "none"
-"""
+""")
 
 
 def _write(tmp_path, text=TINY, name="tiny.toml"):

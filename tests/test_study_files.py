@@ -9,42 +9,17 @@ import time
 
 import numpy as np
 import pytest
+from conftest import tiny_star_study
 
 from lamino.io.files import LOCK_NAME, FolderLock, atomic_write, clean_temporaries
 from lamino.studies.spec import load_spec, point_id
 from lamino.studies.store import PointResult, ResultStore
 
-SPEC = """
+SPEC = tiny_star_study("""
 [study]
 name = "files"
 description = "a small Siemens star on a beam line"
-
-[phantom]
-name = "siemens_star"
-seed = 0
-
-[phantom.params]
-n_spokes = 8
-radius_mm = 0.3
-thickness_mm = 0.05
-substrate_thickness_mm = 0.05
-arc_points = 2
-label_sectors = 4
-
-[scanner]
-preset = "esrf_id19"
-det_shape = [12, 20]
-det_spacing = 0.04
-energy_kev = 30.0
-exposure_s = 0.0005
-
-[simulate]
-n_bins = 1
-noise = true
-
-[recon]
-grid = { shape = [6, 16, 16], voxel_size = 0.045 }
-
+""", """
 [sweep]
 tilt_deg = [20, 40]
 n_views = [8, 12]
@@ -55,7 +30,7 @@ weights = { ssim = 1.0 }
 
 [planner]
 refine = "none"
-"""
+""")
 
 
 def _write(tmp_path, text=SPEC, name="files.toml"):

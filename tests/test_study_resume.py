@@ -7,6 +7,7 @@ import os
 import shutil
 
 import pytest
+from conftest import tiny_star_study
 
 from lamino.studies import planner
 from lamino.studies.run import Runner, run_study
@@ -14,34 +15,10 @@ from lamino.studies.spec import load_spec
 from lamino.studies.store import ResultStore
 
 # the tiny Siemens-star study of tests/test_study.py: one view count, two seeds, two tilts, golden refinement
-TINY = """
+TINY = tiny_star_study("""
 [study]
 name = "tiny-refine"
-
-[phantom]
-name = "siemens_star"
-
-[phantom.params]
-n_spokes = 8
-radius_mm = 0.3
-thickness_mm = 0.05
-substrate_thickness_mm = 0.05
-arc_points = 2
-label_sectors = 4
-
-[scanner]
-preset = "esrf_id19"
-det_shape = [12, 20]
-det_spacing = 0.04
-energy_kev = 30.0
-exposure_s = 0.0005
-
-[simulate]
-n_bins = 1
-
-[recon]
-grid = { shape = [6, 16, 16], voxel_size = 0.045 }
-
+""", """
 [sweep]
 tilt_deg = [20, 40]
 n_views = [8]
@@ -53,7 +30,7 @@ weights = { ssim = 1.0 }
 [planner]
 refine = "golden"
 refine_evaluations = 2
-"""
+""")
 
 
 def _rows(folder) -> list[list[str]]:
