@@ -8,7 +8,7 @@ import pytest
 from lamino import phantoms
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.simulate import Scanner
-from lamino.studies.scoring import METRICS, ScoringInput, applicable, dense_trajectory, score
+from lamino.studies.scoring import METRIC_RANGES, METRICS, ScoringInput, applicable, dense_trajectory, score
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,7 @@ def test_applicable_metrics_follow_the_phantom():
     pellet = applicable(phantoms.get("ssb_pellet"))
     assert "crack_detection_vertical" in pellet and "star_isotropy" not in pellet
     assert set(pellet) | set(star_names) == set(METRICS)
+    assert set(METRIC_RANGES) <= set(METRICS)                # ranges (spec constraints) name real metrics
 
 
 def test_perfect_reconstruction_scores_perfectly(star):

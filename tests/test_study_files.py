@@ -85,9 +85,9 @@ def test_bad_specs_fail_at_parse_time(tmp_path, change, words):
         assert word in message, message
 
 
-def test_limited_angle_with_fbp_is_flagged_at_parse_time(tmp_path):
+def test_limited_angle_with_fbp_is_refused_at_parse_time(tmp_path):
     path = _write(tmp_path, SPEC.replace("[sweep]\n", "[sweep]\ntrajectory = [\"cl\", \"limited-angle\"]\n"))
-    with pytest.warns(UserWarning, match="limited-angle.*sirt"):
+    with pytest.raises(ValueError, match="limited-angle.*sirt"):
         load_spec(path)
 
 

@@ -197,15 +197,14 @@ def grid_ids(spec) -> set[str]:
     return {point_id(spec, p) for p in spec.points()}
 
 
-def refine_tilt(spec, runner, result: PlanResult | None = None) -> list[str]:
+def refine_tilt(spec, runner) -> list[str]:
     """Golden-section search over tilt around the grid's recommended configuration (its other settings fixed),
     between the neighbouring tilts of the grid; each probe is evaluated for every noise seed. Returns the ids of
     the probed points.
 
-    Idempotent: the search starts from the grid points only (``analyse(store, grid_only=True)``; ``result`` is
-    not used and kept for older callers), a tilt counts as known only when all its seeds are in the store, and
-    each probe computes just its missing seeds, so a run stopped anywhere and rerun probes the same tilts and ends
-    with the same points as a clean run."""
+    Idempotent: the search starts from the grid points only (``analyse(store, grid_only=True)``), a tilt counts
+    as known only when all its seeds are in the store, and each probe computes just its missing seeds, so a run
+    stopped anywhere and rerun probes the same tilts and ends with the same points as a clean run."""
     if spec.refine == "none":
         return []
     tilts = sorted(spec.sweep["tilt_deg"])

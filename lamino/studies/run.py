@@ -138,7 +138,6 @@ class Runner:
                         continue
                     self._finish(result, bar)
                     pending.pop(futures[fut])
-                    fut.release()
             finally:
                 for fut in futures:             # nothing of this attempt outlives it on the scheduler
                     fut.release()

@@ -53,6 +53,16 @@ METRICS: dict[str, tuple[str, str]] = {
     "dose_mgy": ("mGy", "water-kerma proxy of the dose at the sample (lower is better)"),
 }
 
+#: value range of the metrics whose values are bounded (a constraint outside it can never hold)
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    **{m: (0.0, 1.0) for m in ("crack_dice", "crack_precision", "crack_recall", "crack_detection_rate",
+                               "crack_detection_vertical", "crack_detection_oblique", "crack_detection_flat",
+                               "star_isotropy", "missing_cone_fraction")},
+    "ssim": (-1.0, 1.0),
+    **{m: (0.0, math.inf) for m in ("rmse", "nrmse", "noise_std", "in_plane_fwhm_mm", "through_plane_fwhm_mm",
+                                    "mtf50_lp_mm", "star_limit_lp_mm", "scan_time_s", "dose_mgy")},
+}
+
 _CRACK = ("crack_dice", "crack_precision", "crack_recall", "crack_detection_rate", "crack_detection_vertical",
           "crack_detection_oblique", "crack_detection_flat")
 _STAR = ("star_limit_lp_mm", "star_isotropy")

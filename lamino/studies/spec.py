@@ -35,7 +35,6 @@ import math
 import os
 import re
 import tomllib
-import warnings
 from typing import Any
 
 SWEEP_AXES = ("tilt_deg", "n_views", "exposure_s", "kvp", "method", "trajectory")
@@ -47,15 +46,6 @@ _RECON_KEYS = ("method", "iterations", "lam", "filter", "grid")
 _STUDY_KEYS = ("name", "description")
 _SIMULATE_BOOLS = ("noise", "blur", "focal_spot", "exact_bins")
 _SIMULATE_METHODS = ("exact", "voxel")
-#: value range of the metrics whose values are bounded (a constraint outside it can never hold)
-_METRIC_RANGE: dict[str, tuple[float, float]] = {
-    **{m: (0.0, 1.0) for m in ("crack_dice", "crack_precision", "crack_recall", "crack_detection_rate",
-                               "crack_detection_vertical", "crack_detection_oblique", "crack_detection_flat",
-                               "star_isotropy", "missing_cone_fraction")},
-    "ssim": (-1.0, 1.0),
-    **{m: (0.0, math.inf) for m in ("rmse", "nrmse", "noise_std", "in_plane_fwhm_mm", "through_plane_fwhm_mm",
-                                    "mtf50_lp_mm", "star_limit_lp_mm", "scan_time_s", "dose_mgy")},
-}
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
 REFINE = ("golden", "none")
 
@@ -203,10 +193,8 @@ def parse_spec(data: dict[str, Any], source: str = "<study>", text: str = "") ->
     _check_grid(recon["grid"], err)
     _check_objective_metrics(phantom, metrics, weights, constraints, err)
     if "limited-angle" in sweep["trajectory"] and "fbp" in sweep["method"]:
-        # a warning, not yet an error: tests/test_study.py loads such a spec to check its geometries
-        warnings.warn(f"{source}: [recon] method \"fbp\" with [sweep] trajectory \"limited-angle\": the "
-                      "limited-angle points will fail, because FBP/FDK needs a circular trajectory; use sirt, cgls or "
-                      "fista-tv for limited-angle CT", stacklevel=2)
+        err.fail("[recon] method", "\"fbp\" with [sweep] trajectory \"limited-angle\"",
+                 "FBP/FDK needs a circular trajectory: use sirt, cgls or fista-tv for limited-angle CT")
     spec = StudySpec(name=name.strip(), description=description, phantom=phantom,
                      scanner=scanner, geometry=geometry, simulate=simulate, recon=recon, sweep=sweep, seeds=seeds,
                      time_budget_s=budget, metrics=metrics, weights=weights, constraints=constraints, refine=refine,
@@ -389,7 +377,7 @@ def _metrics(table: dict, err: _Errors) -> tuple[str, ...] | None:
 
 
 def _objective(table: dict, err: _Errors):
-    from lamino.studies.scoring import METRICS
+    from lamino.studies.scoring import METRIC_RANGES, METRICS
 
     _keys(table, ("weights", "constraints"), "objective", err)
     weights = table.get("weights", {})
@@ -417,7 +405,7 @@ def _objective(table: dict, err: _Errors):
         if not math.isfinite(value):
             err.fail("[objective] constraints", f"entry {text!r}", "give a finite number as the threshold")
         c = Constraint(m.group(1), m.group(2), value)
-        lo, hi = _METRIC_RANGE.get(c.metric, (-math.inf, math.inf))
+        lo, hi = METRIC_RANGES.get(c.metric, (-math.inf, math.inf))
         if ((c.op == ">=" and value > hi) or (c.op == ">" and value >= hi) or (c.op == "<=" and value < lo)
                 or (c.op == "<" and value <= lo)):
             err.fail("[objective] constraints", f"entry {text!r} (no value of {c.metric} can meet it)",
@@ -461,29 +449,22 @@ def _check_geometry(spec: StudySpec, err: _Errors) -> None:
     study grid), so a bad [scanner], [geometry] or grid value fails at parse time, naming the table."""
     from lamino.studies.build import build_geometry, build_scanner, study_grid
 
-    points = spec.points()
-    seen: set = set()
-    for p in points:
-        key = (p["exposure_s"], p.get("kvp"))
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            build_scanner(spec, p)
-        except (TypeError, ValueError) as exc:
-            err.fail("[scanner]", f"with exposure {p['exposure_s']:g} s and kVp {p.get('kvp')} ({exc})",
-                     "give Scanner or Detector fields and sweep values the preset accepts")
-    seen = set()
-    for p in points:
-        key = (p["tilt_deg"], p["n_views"], p.get("trajectory", "cl"))
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            build_geometry(spec, p)
-        except (TypeError, ValueError) as exc:
-            err.fail("[geometry]", f"({exc})", "give Geometry keywords: sod, sdd, det_shape, det_spacing, "
-                     "cor_offset, …")
+    def each(key, build, table: str, what, allowed: str) -> None:     # once per distinct key of the points
+        seen: set = set()
+        for p in spec.points():
+            if key(p) in seen:
+                continue
+            seen.add(key(p))
+            try:
+                build(spec, p)
+            except (TypeError, ValueError) as exc:
+                err.fail(table, f"{what(p)}({exc})", allowed)
+
+    each(lambda p: (p["exposure_s"], p.get("kvp")), build_scanner, "[scanner]",
+         lambda p: f"with exposure {p['exposure_s']:g} s and kVp {p.get('kvp')} ",
+         "give Scanner or Detector fields and sweep values the preset accepts")
+    each(lambda p: (p["tilt_deg"], p["n_views"], p.get("trajectory", "cl")), build_geometry, "[geometry]",
+         lambda p: "", "give Geometry keywords: sod, sdd, det_shape, det_spacing, cor_offset, …")
     try:
         study_grid(spec)
     except (TypeError, ValueError) as exc:

@@ -75,6 +75,7 @@ class ResultStore:
     def __init__(self, path: str, spec: StudySpec):
         self.path = os.fspath(path)
         self.spec = spec
+        self._checked: dict[tuple, bool] = {}       # (id, mtime, size) → whether the point file is readable
 
     # ------------------------------------------------------------------------------------------ opening
     @classmethod
@@ -86,10 +87,7 @@ class ResultStore:
         holding another study (different phantom, scanner, geometry, simulation or grid) raises ValueError unless
         ``overwrite``, which deletes its points; a folder this call created is then removed again. Temporaries
         of dead runs and unreadable point files are deleted (with a warning), so they are recomputed."""
-        path = os.fspath(path)
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise ValueError(f"--out {path!r} is a file: give a folder for the study results")
-        check_output_folder(path, "--out")
+        path = check_output_folder(path, "--out")
         made = not os.path.exists(path)
         os.makedirs(path, exist_ok=True)
         lock = FolderLock(path, "results folder").acquire()
@@ -185,13 +183,12 @@ class ResultStore:
         except OSError:
             return False
         key = (point_id, st.st_mtime_ns, st.st_size)
-        cache = self.__dict__.setdefault("_checked", {})
-        if key not in cache:
-            cache[key] = _read_record(file) is not None
-            if not cache[key]:
+        if key not in self._checked:
+            self._checked[key] = _read_record(file) is not None
+            if not self._checked[key]:
                 warnings.warn(f"point file {file} is unreadable (truncated or corrupt): skipped (a resumed run "
                               "recomputes it)", stacklevel=3)
-        return cache[key]
+        return self._checked[key]
 
     def write(self, result: PointResult) -> str:
         """Write one finished point atomically and refresh ``summary.csv``."""
