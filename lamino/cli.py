@@ -259,7 +259,6 @@ def _study_run(args: argparse.Namespace) -> int:
 
     _check_backend(args)
     spec = load_spec(args.spec)
-    check_output_folder(args.out)
     t0 = time.perf_counter()
     result = run_study(spec, args.out, workers=args.workers, dask=args.dask, refine=not args.no_refine,
                        overwrite=args.overwrite)
@@ -293,8 +292,7 @@ def _plan(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     out = args.out or os.path.join("results", spec.name)
     report = args.report or os.path.join(out, "report")
-    check_output_folder(out, "--out")
-    check_output_folder(report, "--report")
+    check_output_folder(report, "--report")          # --out is checked where the study opens its folder
     t0 = time.perf_counter()
     result = run_study(spec, out, workers=args.workers, dask=args.dask, refine=not args.no_refine,
                        overwrite=args.overwrite)
