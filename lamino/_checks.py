@@ -60,14 +60,22 @@ def seed(name: str, value: Any) -> int:
 
 
 def finite(name: str, values: Any, source: str | None = None) -> None:
-    """ValueError when the array ``values`` holds NaN or inf, saying how many (and from which file ``source``).
-
-    One sum over the array (numpy or JAX; NaN and inf make it non-finite), counted only when it is not
-    finite; traced arrays are not checked."""
+    """ValueError when the array ``values`` holds NaN or inf, saying how many (and from which file ``source``);
+    traced arrays are not checked."""
     import jax
 
     if isinstance(values, jax.core.Tracer):
         return
+    bad = nonfinite_count(values)
+    if bad:
+        raise nonfinite_error(name, bad, int(np.size(values)), source)
+
+
+def nonfinite_count(values: Any) -> int:
+    """How many values of a numpy or JAX array are NaN or inf: one sum over the array (NaN and inf make it
+    non-finite), and a count only when that sum is not finite."""
+    import jax
+
     if isinstance(values, jax.Array):
         import jax.numpy as jnp
 
@@ -76,10 +84,13 @@ def finite(name: str, values: Any, source: str | None = None) -> None:
         xp, values = np, np.asarray(values)
     with np.errstate(over="ignore", invalid="ignore"):
         if values.dtype.kind not in "fc" or math.isfinite(float(xp.abs(xp.sum(values)))):
-            return
-    bad = int(values.size - xp.count_nonzero(xp.isfinite(values)))
-    if bad:                                 # else the sum of finite values overflowed
-        where = f" of {source!r}" if source else ""
-        verb = "are" if name.endswith("s") else "is"
-        raise ValueError(f"{name}{where} {verb} not allowed: {bad} of {values.size} values are NaN or inf; give "
-                         "finite values (mask or repair bad pixels first)")
+            return 0
+    return int(values.size - xp.count_nonzero(xp.isfinite(values)))      # 0 when the sum only overflowed
+
+
+def nonfinite_error(name: str, bad: int, total: int, source: str | None = None) -> ValueError:
+    """The one-line error for ``bad`` of ``total`` values NaN or inf in ``name`` (from file ``source``)."""
+    where = f" of {source!r}" if source else ""
+    verb = "are" if name.endswith("s") else "is"
+    return ValueError(f"{name}{where} {verb} not allowed: {bad} of {total} values are NaN or inf; give finite values "
+                      "(mask or repair bad pixels first)")

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from lamino._checks import nonfinite_count, nonfinite_error
+
 __all__ = ["flat_dark_correct"]
 
 _CHUNK_BYTES = 64 * 2**20                   # working memory of flat_dark_correct per chunk of views
@@ -39,16 +41,13 @@ def flat_dark_correct(counts, flats, darks, min_transmission: float = 1e-6, *, s
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for start in range(0, n_views, step):
             raw = np.asarray(counts[start:start + step], dtype=np.float64)
-            if not math.isfinite(raw.sum()):                  # NaN or inf in the chunk (or a sum overflow)
-                bad += raw.size - np.count_nonzero(np.isfinite(raw))
+            bad += nonfinite_count(raw)
             t = (raw - dark) / denominator
             t = np.where(lit, t, 1.0)
             t = np.where(np.isfinite(t), np.maximum(t, m), m)
             out[start:start + step] = -np.log(t)
     if bad:
-        where = f" of {source!r}" if source else ""
-        raise ValueError(f"counts{where} are not allowed: {bad} of {n_views * rows * cols} values are NaN or inf; "
-                         "give finite raw counts (mask or repair bad pixels first)")
+        raise nonfinite_error("counts", bad, n_views * rows * cols, source)
     return out
 
 
