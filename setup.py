@@ -62,7 +62,7 @@ include = xla_ffi_include()
 setup(cmdclass={"build_ext": OptionalBuildExt}, ext_modules=[Extension(
     "lamino.projector._cone_cpu",
     sources=["lamino/projector/_cone_cpu.cc"],
-    depends=["lamino/projector/_cone_cpu_kernels.h"],
+    depends=KERNEL_SOURCES[1:],
     define_macros=[("LAMINO_SOURCE_HASH", f'"{source_hash([Path(p) for p in KERNEL_SOURCES])}"')],
     extra_compile_args=["-O3", "-std=c++17", "-Wall", "-Wextra"] + ([f"-isystem{include}"] if include else []),
     language="c++",

@@ -183,7 +183,7 @@ def make_plan(geometry: Geometry, grid: VolumeGrid, *, any_tilt: bool = False) -
                                       for k in range(3)))
     own = [np.asarray(known.vectors(), dtype=float)] if known is not None else []
     sweep = not custom and (any_tilt or not geometry.is_concrete)
-    samples = [_source_geometry(geometry, t).vectors() for t in np.linspace(0.0, 89.0, 90)] if sweep else []
+    samples = _tilt_sweep(geometry) if sweep else []
     if not own and not samples:
         raise ValueError("a traced cone-beam from_vectors geometry is not allowed under jax.jit without plan_for: "
                          "give Projector(..., plan_for=[concrete geometries around the traced one])")
@@ -196,15 +196,16 @@ def make_plan(geometry: Geometry, grid: VolumeGrid, *, any_tilt: bool = False) -
     return Plan("cone", tuple(stacks))
 
 
-def _source_geometry(geometry: Geometry, tilt_deg: float) -> Geometry:
-    """A concrete cone-beam geometry with the sources of ``geometry`` at ``tilt_deg`` and COR 0 (the detector,
+def _tilt_sweep(geometry: Geometry) -> list[np.ndarray]:
+    """Vectors of the sources of a cone-beam ``geometry`` at every tilt 0°, 1°, …, 89° and COR 0 (the detector,
     which the plan does not depend on, is a placeholder)."""
     sod, angles = (_known_value(geometry.sod), _known_value(geometry.angles_deg))
     if sod is None or angles is None:
         raise ValueError("a cone-beam geometry with traced sod or angles_deg is not allowed under jax.jit without "
                          "plan_for: give Projector(..., plan_for=[concrete geometries around the traced one])")
-    return Geometry.cone(tilt_deg, sod=float(sod), sdd=2.0 * float(sod), det_shape=geometry.det_shape,
+    base = Geometry.cone(0.0, sod=float(sod), sdd=2.0 * float(sod), det_shape=geometry.det_shape,
                          angles_deg=np.asarray(angles, dtype=float))
+    return [base.replace(tilt_deg=t).vectors() for t in np.linspace(0.0, 89.0, 90)]
 
 
 def _known_value(x):
