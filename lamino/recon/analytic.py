@@ -35,7 +35,8 @@ from lamino import _checks
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.geometry.frame import pixel_centres, pixel_index, plane_coordinates, split_vectors
 from lamino.projector import Projector
-from lamino.recon.filters import _apply, check_filter, ramp_response
+from lamino.recon.filters import _apply, check_filter, padded_length, ramp_filter, ramp_response
+from lamino.recon.truncation import check_sample_size, extended_length, filter_extended, sample_extents
 
 _GAP_FACTOR = 8.0            # largest allowed gap between views, in mean spacings
 _CHUNK_ELEMENTS = 1 << 24    # padded detector samples filtered at once (memory bound of the filtering)
@@ -250,12 +251,27 @@ def map_view_chunks(fn: Callable[..., jax.Array], proj, size: int, *per_view) ->
     return out[0] if len(out) == 1 else jnp.concatenate(out)
 
 
-def filter_views(proj, du: float, name: str, cutoff: float, pad: bool, scale: np.ndarray) -> jax.Array:
-    """Row-wise ramp filter of every view, times ``scale[i]``, in chunks of views: float32 (n, rows, cols)."""
+def filter_views(proj, du: float, name: str, cutoff: float, pad: bool, scale: np.ndarray,
+                 extents: np.ndarray | None = None) -> jax.Array:
+    """Row-wise ramp filter of every view, times ``scale[i]``, in chunks of views: float32 (n, rows, cols).
+
+    With ``extents`` (n, rows, 2) pixels (:func:`lamino.recon.truncation.sample_extents`) and ``pad``, each row is
+    first continued beyond the detector (:func:`lamino.recon.truncation.filter_extended`)."""
     n, rows, cols = proj.shape
+    if extents is not None and pad:
+        response, n_fft = extended_response(cols, du, name, cutoff)
+        return map_view_chunks(lambda chunk, ext, sc: filter_extended(chunk, ext, response, du, n_fft)
+                               * sc[:, None, None], proj, chunk_size(n, rows, n_fft), extents, scale)
     response, n_pad = ramp_response(cols, du, name, cutoff, pad)
     return map_view_chunks(lambda chunk, sc: _filter_scale(chunk, response, sc, n_pad), proj,
                            chunk_size(n, rows, n_pad), scale)
+
+
+def extended_response(cols: int, du: float, name: str, cutoff: float) -> tuple[jax.Array, int]:
+    """The ramp response (float32 JAX) and FFT length for rows of ``cols`` pixels continued beyond the detector
+    (:func:`lamino.recon.truncation.extended_length`)."""
+    n_fft = extended_length(padded_length(cols))
+    return jnp.asarray(ramp_filter(n_fft, du, name, cutoff), jnp.float32), n_fft
 
 
 @functools.partial(jax.jit, static_argnames=("n_pad",))
@@ -264,12 +280,30 @@ def _filter_scale(chunk, response, scale, n_pad: int):
 
 
 # ------------------------------------------------------------------------------------------------ methods
+@dataclasses.dataclass(frozen=True)
+class Filtering:
+    """The checked filtering options of :func:`~lamino.recon.fbp.fbp` and :func:`~lamino.recon.fdk.fdk`."""
+
+    name: str                           # one of lamino.recon.filters.FILTERS
+    cutoff: float                       # fraction of the Nyquist frequency, (0, 1]
+    pad: bool                           # zero-pad rows to ≥ 2·cols (linear convolution)
+    extend: bool                        # continue truncated rows beyond the detector (lamino.recon.truncation)
+    sample_size: np.ndarray | None      # (z, y, x) mm of the sample box, or None (laterally unbounded)
+
+    def extents(self, geometry: Geometry) -> np.ndarray | None:
+        """Per view and row, how far to continue each row (pixels), or None when rows are not extended."""
+        return sample_extents(geometry, self.sample_size) if (self.extend and self.pad) else None
+
+
 def check_arguments(projections, geometry: Geometry, grid: VolumeGrid, filter: str, cutoff: float,
-                    pad) -> tuple[jax.Array, str, float]:
-    """The checked projections (float32 JAX), filter name and cutoff of :func:`~lamino.recon.fbp.fbp` and
+                    pad, extend=True, sample_size=None) -> tuple[jax.Array, Filtering]:
+    """The checked projections (float32 JAX) and :class:`Filtering` options of :func:`~lamino.recon.fbp.fbp` and
     :func:`~lamino.recon.fdk.fdk`; one-line ValueErrors naming the parameter."""
     name, cutoff = check_filter(filter, cutoff)
-    return check_inputs(projections, geometry, grid, pad), name, cutoff
+    if not isinstance(extend, bool | np.bool_):
+        raise ValueError(f"extend={extend!r} is not allowed: give True (continue truncated rows) or False")
+    proj = check_inputs(projections, geometry, grid, pad)
+    return proj, Filtering(name, cutoff, bool(pad), bool(extend), check_sample_size(sample_size))
 
 
 def circular_scan(proj, geometry: Geometry) -> tuple[jax.Array, Geometry, Views]:
@@ -280,8 +314,7 @@ def circular_scan(proj, geometry: Geometry) -> tuple[jax.Array, Geometry, Views]
     return proj, geometry, circular_views(geometry)
 
 
-def parallel_fbp(proj: jax.Array, geometry: Geometry, grid: VolumeGrid, name: str, cutoff: float,
-                 pad: bool) -> jax.Array:
+def parallel_fbp(proj: jax.Array, geometry: Geometry, grid: VolumeGrid, opts: Filtering) -> jax.Array:
     """Parallel-beam CT and CL-FBP, eq. (1) of :mod:`lamino.recon.fbp`, of checked projections (float32,
     (n_views, rows, cols) line integrals): the μ volume (nz, ny, nx) in 1/mm, float32.
 
@@ -297,4 +330,5 @@ def parallel_fbp(proj: jax.Array, geometry: Geometry, grid: VolumeGrid, name: st
     # Projector.backproject multiplies view i by V / |(u × v) · r̂|: undo it, and apply factor · w_i
     scale = factor * views.weights * area / float(np.prod(grid.voxel_size))
     du = float(np.linalg.norm(u[0]))
-    return Projector(geometry, grid).backproject(filter_views(proj, du, name, cutoff, pad, scale))
+    filtered = filter_views(proj, du, opts.name, opts.cutoff, opts.pad, scale, opts.extents(geometry))
+    return Projector(geometry, grid).backproject(filtered)

@@ -35,7 +35,7 @@ from lamino.recon.fdk import fdk
 
 
 def fbp(projections, geometry: Geometry, grid: VolumeGrid, filter: str = "ram-lak", cutoff: float = 1.0,
-        pad: bool = True) -> jax.Array:
+        pad: bool = True, *, extend: bool = True, sample_size=None) -> jax.Array:
     """Filtered backprojection (CT and CL-FBP, eq. (1) of the module docstring): μ volume (nz, ny, nx), 1/mm.
 
     Args:
@@ -45,12 +45,17 @@ def fbp(projections, geometry: Geometry, grid: VolumeGrid, filter: str = "ram-la
         filter: one of :data:`lamino.recon.filters.FILTERS`.
         cutoff: filter cutoff as a fraction of the Nyquist frequency, in (0, 1].
         pad: zero-pad the rows to ≥ 2·cols before the FFT (linear convolution).
+        extend: continue each row beyond the detector before the ramp (:mod:`lamino.recon.truncation`), so
+            that a sample wider than the field of view is reconstructed without bias or cupping; needs ``pad``.
+        sample_size: (z, y, x) mm of the sample, a box centred on the origin: how far rows are continued.
+            None: a laterally unbounded flat sample.
 
     Returns a float32 JAX array. For an isotropic object the value at its centre is cos α × truth (the missing
     cone); flat layers parallel to the sample plane are not recovered. Raises ValueError when analytic
     reconstruction does not apply (see :mod:`lamino.recon.analytic`).
     """
-    proj, name, cutoff = check_arguments(projections, geometry, grid, filter, cutoff, pad)
+    proj, opts = check_arguments(projections, geometry, grid, filter, cutoff, pad, extend, sample_size)
     if geometry.beam == "cone":
-        return fdk(proj, geometry, grid, filter=name, cutoff=cutoff, pad=pad)
-    return parallel_fbp(proj, geometry, grid, name, cutoff, pad)
+        return fdk(proj, geometry, grid, filter=opts.name, cutoff=opts.cutoff, pad=opts.pad, extend=opts.extend,
+                   sample_size=opts.sample_size)
+    return parallel_fbp(proj, geometry, grid, opts)

@@ -48,12 +48,21 @@ import numpy as np
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.geometry.frame import pixel_centres, split_vectors
 from lamino.projector import Projector
-from lamino.recon.analytic import check_arguments, chunk_size, circular_scan, map_view_chunks, parallel_fbp
+from lamino.recon.analytic import (
+    Filtering,
+    check_arguments,
+    chunk_size,
+    circular_scan,
+    extended_response,
+    map_view_chunks,
+    parallel_fbp,
+)
 from lamino.recon.filters import _apply, ramp_response
+from lamino.recon.truncation import filter_extended
 
 
 def fdk(projections, geometry: Geometry, grid: VolumeGrid, filter: str = "ram-lak", cutoff: float = 1.0,
-        pad: bool = True) -> jax.Array:
+        pad: bool = True, *, extend: bool = True, sample_size=None) -> jax.Array:
     """Cone-beam CT/CL reconstruction by FDK on a virtual axis-parallel detector (eq. (2)): (nz, ny, nx), 1/mm.
 
     Args:
@@ -64,13 +73,15 @@ def fdk(projections, geometry: Geometry, grid: VolumeGrid, filter: str = "ram-la
         filter: one of :data:`lamino.recon.filters.FILTERS`.
         cutoff: fraction of the Nyquist frequency in (0, 1].
         pad: zero-pad the rows to ≥ 2·cols before the FFT.
+        extend, sample_size: continue truncated rows beyond the detector, as far as the sample box (z, y, x) mm
+            reaches (None: laterally unbounded); see :func:`lamino.recon.fbp.fbp`.
 
     Returns a float32 JAX array. Raises ValueError for short scans, non-circular trajectories and other
     geometries where (2) does not apply (see :func:`lamino.recon.analytic.circular_views`).
     """
-    proj, name, cutoff = check_arguments(projections, geometry, grid, filter, cutoff, pad)
+    proj, opts = check_arguments(projections, geometry, grid, filter, cutoff, pad, extend, sample_size)
     if geometry.beam != "cone":
-        return parallel_fbp(proj, geometry, grid, name, cutoff, pad)
+        return parallel_fbp(proj, geometry, grid, opts)
     proj, geometry, views = circular_scan(proj, geometry)
     src, det, u, v = split_vectors(views.vectors)
     radius = np.hypot(src[:, 0], src[:, 1])                                  # R: source to axis
@@ -78,24 +89,34 @@ def fdk(projections, geometry: Geometry, grid: VolumeGrid, filter: str = "ram-la
     scale = 0.5 * radius * views.weights * flux / float(np.prod(grid.voxel_size))
     # every view moved by −S_i (source at the origin): its pixel centres are then P_d − S_i
     from_source = np.concatenate([np.zeros_like(src), det - src, u, v], axis=1)
-    filtered = _filter_cone(proj, from_source, float(np.linalg.norm(u[0])), name, cutoff, pad, scale)
+    filtered = _filter_cone(proj, from_source, float(np.linalg.norm(u[0])), opts, scale, opts.extents(geometry))
     return Projector(geometry, grid).backproject(filtered)
 
 
-def _filter_cone(proj, from_source, du: float, name: str, cutoff: float, pad: bool, scale: np.ndarray):
+def _filter_cone(proj, from_source, du: float, opts: Filtering, scale: np.ndarray, extents: np.ndarray | None):
     """scale_i / |P_d − S| · [h_u ∗ (p_i / |P_d − S|)] for every view, in chunks of views: float32 (n, rows, cols).
 
-    ``from_source``: the views' 12-vectors (n, 12) moved by −S_i, so that their pixel centres are P_d − S_i (mm)."""
+    ``from_source``: the views' 12-vectors (n, 12) moved by −S_i, so that their pixel centres are P_d − S_i (mm).
+    With ``extents`` (n, rows, 2) the weighted rows p_i / |P_d − S| are continued beyond the detector
+    (:func:`lamino.recon.truncation.filter_extended`; |P_d − S| varies by < 1 % over a row's extension at the
+    cone angles of CL, so continuing the weighted row at its edge value is continuing p_i)."""
     n, rows, cols = proj.shape
-    response, n_pad = ramp_response(cols, du, name, cutoff, pad)
-    return map_view_chunks(lambda chunk, vec, sc: _cone_chunk(chunk, vec, sc, response, n_pad), proj,
-                           chunk_size(n, rows, n_pad), from_source, scale)
+    if extents is None:
+        response, n_fft = ramp_response(cols, du, opts.name, opts.cutoff, opts.pad)
+        extents = np.zeros((n, rows, 2), np.float32)
+    else:
+        response, n_fft = extended_response(cols, du, opts.name, opts.cutoff)
+    return map_view_chunks(lambda chunk, vec, ext, sc: _cone_chunk(chunk, vec, ext, sc, response, du, n_fft,
+                                                                   extend=opts.extend and opts.pad),
+                           proj, chunk_size(n, rows, n_fft), from_source, extents, scale)
 
 
-@functools.partial(jax.jit, static_argnames=("n_pad",))
-def _cone_chunk(chunk, from_source, scale, response, n_pad: int):
+@functools.partial(jax.jit, static_argnames=("n_fft", "extend"))
+def _cone_chunk(chunk, from_source, extents, scale, response, du: float, n_fft: int, extend: bool):
     """The FDK filtering of eq. (2) for a chunk of views (b, rows, cols), float32."""
     ray = pixel_centres(from_source, chunk.shape[1:], jnp, jnp.float32)    # P_d − S: (b, rows, cols, 3)
     inv_dist = 1.0 / jnp.linalg.norm(ray, axis=-1)
-    filtered = _apply(chunk * inv_dist, response, n_pad)
+    weighted = chunk * inv_dist
+    filtered = (filter_extended(weighted, extents, response, du, n_fft) if extend
+                else _apply(weighted, response, n_fft))
     return filtered * inv_dist * scale[:, None, None]
