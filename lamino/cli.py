@@ -12,6 +12,7 @@ import warnings
 from lamino.config import configure
 from lamino.io import atomic_write
 from lamino.io.files import check_output_file, check_output_folder, clean_temporaries
+from lamino.resources import FLOAT32, check_memory
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -33,6 +34,11 @@ def _demo(args: argparse.Namespace) -> int:
     n = args.size
     if n < 16:
         raise ValueError(f"--size {n} is not allowed: give at least 16 pixels")
+    for tilt in args.tilts:                                       # before any work
+        if not 0 <= tilt < 90:
+            raise ValueError(f"--tilts {tilt:g} is not allowed: give tilts in [0, 90) degrees")
+    check_memory(8 * 6 * (n // 4) * n * n + FLOAT32 * 2 * max(args.views, 1) * n * n,   # float64 coordinates
+                 f"the demo at --size {n}", "give a smaller --size or fewer --views")
     voxel = 0.1                                                   # mm
     grid = VolumeGrid((n // 4, n, n), voxel)                      # a flat sample
     z, y, x = np.meshgrid(*[grid.axis(i) for i in range(3)], indexing="ij")
@@ -62,15 +68,16 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_params(pairs: list[str]) -> dict:
-    """--param k=v pairs → dict; values are Python literals where they parse, else strings."""
+def _parse_params(pairs: list[str], flag: str = "--param") -> dict:
+    """--param (or --set) k=v pairs → dict; values are Python literals where they parse, else strings."""
     import ast
 
     params = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--param {pair!r} is not allowed: write key=value, e.g. --param n_spokes=72")
+            example = "n_spokes=72" if flag == "--param" else "read_noise_adu=2"
+            raise ValueError(f"{flag} {pair!r} is not allowed: write key=value, e.g. {flag} {example}")
         try:
             params[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -128,6 +135,20 @@ def _pair(text: str, name: str, kind=float) -> tuple:
     return tuple(values * 2 if len(values) == 1 else values)
 
 
+def _det_shape(text: str) -> tuple:
+    shape = _pair(text, "--det", int)
+    if not all(1 <= n <= 100_000 for n in shape):
+        raise ValueError(f"--det {text!r} is not allowed: give rows,cols of 1 to 100000 pixels each")
+    return shape
+
+
+def _det_spacing(text: str) -> tuple:
+    spacing = _pair(text, "--spacing")
+    if not all(0 < v < math.inf for v in spacing):
+        raise ValueError(f"--spacing {text!r} is not allowed: give pixel sizes > 0 mm")
+    return spacing
+
+
 def _simulate(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -141,14 +162,14 @@ def _simulate(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out!r} exists: pass --overwrite to replace it")
     if args.seed < 0:
         raise ValueError(f"--seed {args.seed} is not allowed: give an integer ≥ 0")
-    overrides = _parse_params(args.set)
+    overrides = _parse_params(args.set, "--set")
     for key, value in (("kvp", args.kvp), ("energy_kev", args.energy), ("exposure_s", args.exposure)):
         if value is not None:
             overrides[key] = value
     if args.det:
-        overrides["det_shape"] = _pair(args.det, "--det", int)
+        overrides["det_shape"] = _det_shape(args.det)
     if args.spacing:
-        overrides["det_spacing"] = _pair(args.spacing, "--spacing")
+        overrides["det_spacing"] = _det_spacing(args.spacing)
     scanner = Scanner.preset(args.scanner, **overrides)
     ph = phantoms.get(args.phantom, **_parse_params(args.param))
     geometry_kw = {k: v for k, v in (("sod", args.sod), ("sdd", args.sdd)) if v is not None}
@@ -180,7 +201,8 @@ def _parse_grid(text: str, scan):
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) not in (2, 4) or any(v <= 0 for v in values) or any(v != int(v) for v in values[:-1]):
+    if len(values) not in (2, 4) or not all(0 < v < math.inf for v in values) or \
+            any(v != int(v) for v in values[:-1]):
         raise ValueError(f"--grid {text!r} is not allowed: give auto, n,voxel_mm or nz,ny,nx,voxel_mm "
                          "(e.g. 64,0.05 or 16,64,64,0.05)")
     shape = (int(values[0]),) * 3 if len(values) == 2 else tuple(int(v) for v in values[:3])
@@ -292,7 +314,8 @@ def _plan(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     out = args.out or os.path.join("results", spec.name)
     report = args.report or os.path.join(out, "report")
-    check_output_folder(report, "--report")          # --out is checked where the study opens its folder
+    # --out is checked where the study opens its folder; the default report folder inside it is --out's too
+    check_output_folder(report, "--report" if args.report else "--out")
     t0 = time.perf_counter()
     result = run_study(spec, out, workers=args.workers, dask=args.dask, refine=not args.no_refine,
                        overwrite=args.overwrite)
@@ -332,9 +355,12 @@ def _number(text: str, what: str):
         return int(text)
     except ValueError:
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
-            raise ValueError(f"{what} value {text!r} is not allowed: give a number") from None
+            value = math.nan
+        if not math.isfinite(value):
+            raise ValueError(f"{what} value {text!r} is not allowed: give a finite number") from None
+        return value
 
 
 def _dataset_generate(args: argparse.Namespace) -> int:
@@ -352,29 +378,32 @@ def _dataset_generate(args: argparse.Namespace) -> int:
     check_output_folder(args.out)
     geometry: dict = {"tilt_deg": args.tilt, "n_views": args.views}
     if args.det:
-        geometry["det_shape"] = _pair(args.det, "--det", int)
-        if not all(1 <= n <= 100_000 for n in geometry["det_shape"]):
-            raise ValueError(f"--det {args.det!r} is not allowed: give rows,cols of 1 to 100000 pixels each")
+        geometry["det_shape"] = _det_shape(args.det)
     if args.spacing:
-        geometry["det_spacing"] = _pair(args.spacing, "--spacing")
-        if not all(0 < v < math.inf for v in geometry["det_spacing"]):
-            raise ValueError(f"--spacing {args.spacing!r} is not allowed: give pixel sizes > 0 mm")
+        geometry["det_spacing"] = _det_spacing(args.spacing)
     vary = _parse_vary(args.vary)
     for key in ("tilt_deg", "n_views"):
         if key in vary:
             geometry.pop(key)
     t0 = time.perf_counter()
     manifest = generate_dataset(args.phantom, args.count, args.out, vary=vary, params=_parse_params(args.param),
-                                scanner=args.scanner, scanner_overrides=_parse_params(args.set), geometry=geometry,
-                                seed=args.seed, overwrite=args.overwrite)
+                                scanner=args.scanner, scanner_overrides=_parse_params(args.set, "--set"),
+                                geometry=geometry, seed=args.seed, overwrite=args.overwrite)
     print(f"{len(manifest)} samples of {args.phantom} in {time.perf_counter() - t0:.0f} s; manifest {manifest.path}")
     return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, like the command's other errors (the usage is in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from lamino import __version__
 
-    parser = argparse.ArgumentParser(prog="lamino", description="Digital twins of X-ray computed laminography.")
+    parser = _Parser(prog="lamino", description="Digital twins of X-ray computed laminography.")
     parser.add_argument("--version", action="version", version=f"lamino {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="project a flat sample at CT and CL tilts and write a PNG")
@@ -491,7 +520,11 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.size < 8 or args.views < 2:
         raise ValueError(f"--size {args.size} / --views {args.views} are not allowed: give a size ≥ 8 and ≥ 2 views")
+    if args.repeats < 1:
+        raise ValueError(f"--repeats {args.repeats} is not allowed: give at least 1 timed repeat")
     n, v = args.size, args.views
+    check_memory(FLOAT32 * (3 * n**3 + 3 * v * n * int(n * 1.5)), f"the benchmark of {n}³ voxels × {v} views",
+                 "give a smaller --size or fewer --views")
     grid = VolumeGrid((n, n, n), 1.0)
     kw = dict(tilt_deg=args.tilt, n_views=v, det_shape=(n, int(n * 1.5)))
     if args.beam == "cone":                                  # magnification 2: one pixel per voxel at the object

@@ -176,6 +176,7 @@ def generate_dataset(phantom: str, count: int, out, *, vary: dict[str, Any] | No
     args = _arguments(phantom, vary, params, scanner, scanner_overrides, geometry, seed, simulate_kw)
     samples = [_sample(i, args, values) for i, values in enumerate(_draws(count, args["vary"], args["seed"]))]
     _check_phantom(args, samples[0])
+    _check_memory(args, samples)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "lamino_version": lamino.__version__,
               "created": _now(), "count": count, "arguments": args}
     check_output_folder(out, "out")
@@ -422,6 +423,19 @@ def _check_phantom(args: dict, first: _Sample) -> None:
             trials += [{**first.params, name: v} for v in spec.get("range", spec.get("choices", []))]
     for params in trials:
         phantoms.get(args["phantom"], seed=first.phantom_seed, **params)
+
+
+def _check_memory(args: dict, samples: list[_Sample]) -> None:
+    """Refuse (one-line ValueError) before anything is written when the largest sample cannot fit in memory."""
+    from lamino.resources import check_memory
+    from lamino.simulate.simulate import estimate_bytes
+
+    s = max(samples, key=lambda s: s.geometry.n_views * s.geometry.det_shape[0] * s.geometry.det_shape[1])
+    n_materials = len(phantoms.get(args["phantom"], seed=s.phantom_seed, **s.params).materials)
+    grid = VolumeGrid.from_dict(args["geometry"]["grid"]) if "grid" in args["geometry"] else None
+    check_memory(estimate_bytes(s.geometry, n_materials, grid),
+                 f"simulating {s.geometry.n_views} views of {s.geometry.det_shape[0]}×{s.geometry.det_shape[1]} "
+                 "pixels", "use fewer views, a smaller detector or a coarser truth grid")
 
 
 def _overrides(args: dict, values: dict) -> dict:

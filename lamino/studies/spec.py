@@ -37,6 +37,7 @@ import re
 import tomllib
 from typing import Any
 
+MAX_VIEWS = 100_000                        # projections of one point (as lamino.studies.dataset.MAX_VIEWS)
 SWEEP_AXES = ("tilt_deg", "n_views", "exposure_s", "kvp", "method", "trajectory")
 TRAJECTORIES = ("cl", "limited-angle")
 _SECTIONS = ("study", "phantom", "scanner", "geometry", "simulate", "recon", "sweep", "metrics", "objective", "planner")
@@ -142,7 +143,7 @@ def point_id(spec: StudySpec, point: dict[str, Any]) -> str:
 def load_spec(path: str) -> StudySpec:
     """Read and validate a study TOML file."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"study file {path!r} does not exist")
+        raise FileNotFoundError(f"study file {path!r} does not exist or is not a file")
     with open(path, "rb") as f:
         raw = f.read()
     try:
@@ -181,8 +182,9 @@ def parse_spec(data: dict[str, Any], source: str = "<study>", text: str = "") ->
     tilt, views = defaults.get("tilt_deg", 30.0), defaults.get("n_views", 360)
     if isinstance(tilt, bool) or not isinstance(tilt, int | float) or not 0 <= tilt < 90:
         err.fail("[geometry] tilt_deg", f"= {tilt!r}", "give a tilt in [0, 90) degrees")
-    if isinstance(views, bool) or not isinstance(views, int) or views < 2:
-        err.fail("[geometry] n_views", f"= {views!r}", "give an integer view count ≥ 2 (a reconstruction needs 2)")
+    if isinstance(views, bool) or not isinstance(views, int) or not 2 <= views <= MAX_VIEWS:
+        err.fail("[geometry] n_views", f"= {views!r}", f"give an integer view count ≥ 2 (a reconstruction needs 2) and "
+                 f"≤ {MAX_VIEWS}")
     simulate = _simulate(_table(data, "simulate", err), err)
     recon = _recon(_table(data, "recon", err), err)
     sweep, seeds, budget = _sweep(data["sweep"], defaults, scanner, recon, err)
@@ -294,8 +296,20 @@ def _scanner(table: dict, err: _Errors) -> dict:
     try:
         Scanner.preset(preset, **overrides)
     except (TypeError, ValueError) as exc:
-        err.fail("[scanner]", f"override ({exc})", "give Scanner or Detector fields (see 'lamino scanners')")
+        key = next((k for k in overrides if not _override_ok(preset, k, overrides[k])), None)   # the one at fault
+        err.fail(f"[scanner] {key}" if key else "[scanner]", f"override ({exc})",
+                 "give Scanner or Detector fields (see 'lamino scanners')")
     return dict(table)
+
+
+def _override_ok(preset: str, key: str, value: Any) -> bool:
+    from lamino.simulate import Scanner
+
+    try:
+        Scanner.preset(preset, **{key: value})
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _values(table: dict, key: str, default: Any, check, allowed: str, err: _Errors) -> list:
@@ -327,7 +341,8 @@ def _sweep(table: dict, defaults: dict, scanner: dict, recon: dict, err: _Errors
         "tilt_deg": _values(table, "tilt_deg", defaults.get("tilt_deg", 30.0),
                             lambda v: number(v) and 0 <= v < 90, "give tilts in [0, 90) degrees", err),
         "n_views": _values(table, "n_views", defaults.get("n_views", 360),
-                           lambda v: isinstance(v, int) and v >= 2, "give integer view counts ≥ 2", err),
+                           lambda v: isinstance(v, int) and 2 <= v <= MAX_VIEWS,
+                           f"give integer view counts ≥ 2 (at most {MAX_VIEWS})", err),
         "exposure_s": _values(table, "exposure_s", base.exposure_s, lambda v: number(v) and v > 0,
                               "give exposures > 0 s", err),
         "kvp": _values(table, "kvp", base.kvp, lambda v: v is None or (number(v) and v > 0),

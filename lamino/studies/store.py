@@ -160,9 +160,14 @@ class ResultStore:
         import tomllib
 
         with open(toml_path, "rb") as f:
-            text = f.read().decode("utf-8")
+            raw = f.read()
         source = os.path.join(path, "study.toml")
-        return cls(path, parse_spec(tomllib.loads(text), source=source, text=text))
+        try:
+            text = raw.decode("utf-8")
+            data = tomllib.loads(text)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{source}: not a valid TOML file ({exc})") from None
+        return cls(path, parse_spec(data, source=source, text=text))
 
     # ------------------------------------------------------------------------------------------ points
     def _file(self, point_id: str) -> str:
