@@ -116,7 +116,49 @@ def project_points(points, vectors, beam: str, det_shape: tuple[int, int]) -> np
 
 def field_of_view(vectors, beam: str, det_shape: tuple[int, int], grid, margin: float = 1.0) -> np.ndarray:
     """Voxels (nz, ny, nx) bool of ``grid`` whose centres project at least ``margin`` pixels inside the detector
-    in every view (n_views, 12): the region a scan measures completely.
+    in every view (n_views, 12): the region a scan measures completely."""
+    out = np.empty(grid.shape, bool)
+    for k, inside in _slices_inside(vectors, beam, det_shape, grid, margin, 0.0):
+        out[k] = np.all(inside > 0.5, axis=0)
+    return out
+
+
+def measured_fraction(vectors, beam: str, det_shape: tuple[int, int], grid, margin: float = 0.5,
+                      taper: float = 0.0, weights=None) -> np.ndarray:
+    """Fraction (nz, ny, nx) float32 of the views (n_views, 12) in which each voxel centre of ``grid`` projects at
+    least ``margin`` pixels inside the detector, each view counted with ``weights`` (default equal).
+
+    With ``taper`` > 0 pixels a view counts as the detector window of :func:`detector_window` at the point's
+    projection instead of 0 or 1: the fraction then varies smoothly where voxels leave the detector."""
+    w = np.ones(len(np.asarray(vectors)), float) if weights is None else np.asarray(weights, float)
+    w = w / w.sum()
+    out = np.empty(grid.shape, np.float32)
+    for k, inside in _slices_inside(vectors, beam, det_shape, grid, margin, taper):
+        out[k] = np.tensordot(w, inside, axes=1)
+    return out
+
+
+def detector_window(row, col, det_shape: tuple[int, int], margin: float = 0.5, taper: float = 0.0, xp=np):
+    """Weight of the fractional detector position (row, col): 1 more than ``margin`` + ``taper`` pixels inside the
+    detector's outer edge, 0 less than ``margin`` inside, a smooth step (3s² − 2s³) over the ``taper`` between;
+    with ``taper`` = 0 the indicator of the inner region. NaN positions weigh 0."""
+    rows, cols = det_shape
+
+    def step(distance):                                     # distance (pixels) inside the outer edge
+        if taper <= 0:
+            return xp.where(distance >= margin, 1.0, 0.0)
+        s = xp.clip((distance - margin) / taper, 0.0, 1.0)
+        return s * s * (3.0 - 2.0 * s)
+
+    dr = xp.minimum(row + 0.5, rows - 0.5 - row)
+    dc = xp.minimum(col + 0.5, cols - 0.5 - col)
+    out = step(xp.nan_to_num(dr, nan=-1.0)) * step(xp.nan_to_num(dc, nan=-1.0))
+    return out
+
+
+def _slices_inside(vectors, beam: str, det_shape: tuple[int, int], grid, margin: float, taper: float):
+    """For each z slice k of ``grid``: (k, window (n_views, ny, nx) float64) of :func:`detector_window` at the
+    projections of the slice's voxel centres.
 
     The projection of :func:`project_points`, written per view as a ratio of linear forms of the point
     (detector coordinate = c₀ + λ·(linear form), λ the ray parameter) and evaluated slice by slice, so that
@@ -128,7 +170,6 @@ def field_of_view(vectors, beam: str, det_shape: tuple[int, int], grid, margin: 
     det = uu * vv - uv * uv
     dual_u = (vv[:, None] * u - uv[:, None] * v) / det[:, None]      # rel · dual_u = column offset
     dual_v = (uu[:, None] * v - uv[:, None] * u) / det[:, None]      # rel · dual_v = row offset
-    rows, cols = det_shape
     z, y, x = (grid.axis(k) for k in range(3))
 
     def form(w, z_k, const):                                   # w · (x, y, z_k) + const on the (ny, nx) grid
@@ -148,22 +189,16 @@ def field_of_view(vectors, beam: str, det_shape: tuple[int, int], grid, margin: 
         au, bv = -np.sum(d * dual_u, 1), -np.sum(d * dual_v, 1)
         ru, rv = np.sum(first * dual_u, 1), np.sum(first * dual_v, 1)
     col3 = (slice(None), None, None)
-    out = np.empty(grid.shape, bool)
     for k, z_k in enumerate(z):
-        if cone:
-            with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if cone:
                 lam = lam_num[col3] / form(normal, z_k, n0)
                 a = a0[col3] + lam * form(dual_u, z_k, au)
                 b = b0[col3] + lam * form(dual_v, z_k, bv)
-            valid = lam > 0
-        else:
-            lam = (lam_num[col3] - form(normal, z_k, 0.0)) / rn[col3]
-            a = form(dual_u, z_k, au) + lam * ru[col3]
-            b = form(dual_v, z_k, bv) + lam * rv[col3]
-            valid = True
-        row, col = pixel_index(a, b, det_shape)
-        with np.errstate(invalid="ignore"):
-            ok = (valid & (row >= margin - 0.5) & (row <= rows - 0.5 - margin)
-                  & (col >= margin - 0.5) & (col <= cols - 0.5 - margin))
-        out[k] = np.all(ok, axis=0)
-    return out
+                a, b = np.where(lam > 0, a, np.nan), np.where(lam > 0, b, np.nan)
+            else:
+                lam = (lam_num[col3] - form(normal, z_k, 0.0)) / rn[col3]
+                a = form(dual_u, z_k, au) + lam * ru[col3]
+                b = form(dual_v, z_k, bv) + lam * rv[col3]
+            row, col = pixel_index(a, b, det_shape)
+            yield k, detector_window(row, col, det_shape, margin, taper)

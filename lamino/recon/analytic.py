@@ -35,6 +35,7 @@ from lamino import _checks
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.geometry.frame import pixel_centres, pixel_index, plane_coordinates, split_vectors
 from lamino.projector import Projector
+from lamino.recon.coverage import normalise, soft_fraction, view_window
 from lamino.recon.filters import _apply, check_filter, padded_length, ramp_filter, ramp_response
 from lamino.recon.truncation import check_sample_size, extended_length, filter_extended, sample_extents
 
@@ -287,7 +288,8 @@ class Filtering:
     name: str                           # one of lamino.recon.filters.FILTERS
     cutoff: float                       # fraction of the Nyquist frequency, (0, 1]
     pad: bool                           # zero-pad rows to ≥ 2·cols (linear convolution)
-    extend: bool                        # continue truncated rows beyond the detector (lamino.recon.truncation)
+    extend: bool                        # rows continued (lamino.recon.truncation), partial voxels normalised
+                                        # and faded (lamino.recon.coverage)
     sample_size: np.ndarray | None      # (z, y, x) mm of the sample box, or None (laterally unbounded)
 
     def extents(self, geometry: Geometry) -> np.ndarray | None:
@@ -331,4 +333,15 @@ def parallel_fbp(proj: jax.Array, geometry: Geometry, grid: VolumeGrid, opts: Fi
     scale = factor * views.weights * area / float(np.prod(grid.voxel_size))
     du = float(np.linalg.norm(u[0]))
     filtered = filter_views(proj, du, opts.name, opts.cutoff, opts.pad, scale, opts.extents(geometry))
-    return Projector(geometry, grid).backproject(filtered)
+    return backproject_measured(filtered, geometry, grid, views.weights, opts.extend)
+
+
+def backproject_measured(filtered: jax.Array, geometry: Geometry, grid: VolumeGrid, weights: np.ndarray,
+                         measured: bool = True):
+    """Backproject filtered views (n, rows, cols) onto ``grid``; with ``measured`` through the detector window and
+    the measured-fraction normalisation of :mod:`lamino.recon.coverage`: float32 (nz, ny, nx)."""
+    if not measured:
+        return Projector(geometry, grid).backproject(filtered)
+    window = view_window(geometry.det_shape)
+    volume = Projector(geometry, grid).backproject(filtered * window[None])
+    return normalise(volume, soft_fraction(geometry, grid, weights))

@@ -45,8 +45,11 @@ def fbp(projections, geometry: Geometry, grid: VolumeGrid, filter: str = "ram-la
         filter: one of :data:`lamino.recon.filters.FILTERS`.
         cutoff: filter cutoff as a fraction of the Nyquist frequency, in (0, 1].
         pad: zero-pad the rows to ≥ 2·cols before the FFT (linear convolution).
-        extend: continue each row beyond the detector before the ramp (:mod:`lamino.recon.truncation`), so
-            that a sample wider than the field of view is reconstructed without bias or cupping; needs ``pad``.
+        extend: region-of-interest handling: continue each row beyond the detector before the ramp
+            (:mod:`lamino.recon.truncation`; needs ``pad``), so that a sample wider than the field of view is
+            reconstructed without bias or cupping, and backproject through a soft detector window normalised by
+            each voxel's measured fraction (:mod:`lamino.recon.coverage`), so that voxels leaving the detector
+            for part of the turn fade out instead of streaking. False: plain zero-padded FBP.
         sample_size: (z, y, x) mm of the sample, a box centred on the origin: how far rows are continued.
             None: a laterally unbounded flat sample.
 

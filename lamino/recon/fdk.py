@@ -47,9 +47,9 @@ import numpy as np
 
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.geometry.frame import pixel_centres, split_vectors
-from lamino.projector import Projector
 from lamino.recon.analytic import (
     Filtering,
+    backproject_measured,
     check_arguments,
     chunk_size,
     circular_scan,
@@ -90,7 +90,7 @@ def fdk(projections, geometry: Geometry, grid: VolumeGrid, filter: str = "ram-la
     # every view moved by −S_i (source at the origin): its pixel centres are then P_d − S_i
     from_source = np.concatenate([np.zeros_like(src), det - src, u, v], axis=1)
     filtered = _filter_cone(proj, from_source, float(np.linalg.norm(u[0])), opts, scale, opts.extents(geometry))
-    return Projector(geometry, grid).backproject(filtered)
+    return backproject_measured(filtered, geometry, grid, views.weights, opts.extend)
 
 
 def _filter_cone(proj, from_source, du: float, opts: Filtering, scale: np.ndarray, extents: np.ndarray | None):
