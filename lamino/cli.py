@@ -209,11 +209,34 @@ def _parse_grid(text: str, scan):
     return VolumeGrid(shape, values[-1])
 
 
+def _parse_sample_size(text: str) -> tuple[float, float, float]:
+    """``--sample-size z,y,x`` (mm, all > 0)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"--sample-size {text!r} is not allowed: give the sample's z,y,x sizes in mm, all > 0 "
+                         "(thickness first, e.g. 0.6,20,20)")
+    return values
+
+
+def _scan_sample_size(scan) -> tuple[float, float, float] | None:
+    """The (z, y, x) mm extent of the phantom a simulated scan records, or None (a real or unknown sample)."""
+    size = scan.phantom.get("sample_size_mm")
+    try:
+        size = tuple(float(v) for v in size)
+    except (TypeError, ValueError):
+        return None
+    return size if len(size) == 3 and all(math.isfinite(v) and v > 0 for v in size) else None
+
+
 def _recon(args: argparse.Namespace) -> int:
     import numpy as np
 
     from lamino import recon
     from lamino.io import Scan, Volume
+    from lamino.recon import coverage
 
     if not args.out.lower().endswith((".h5", ".hdf5", ".nx", ".nxs")):
         raise ValueError(f"--out {args.out!r} is not allowed: give an HDF5 file name (.h5, .nxs)")
@@ -227,18 +250,23 @@ def _recon(args: argparse.Namespace) -> int:
     if args.iterations is not None and args.iterations < 1:
         raise ValueError(f"--iterations {args.iterations} is not allowed: give at least 1")
     grid = None if args.grid == "auto" else _parse_grid(args.grid, None)
+    sample_size = None if args.sample_size is None else _parse_sample_size(args.sample_size)
     scan = Scan.load(args.scan)
     grid = grid or _parse_grid(args.grid, scan)
     t0 = time.perf_counter()
     proj = scan.line_integrals()
     kw = {"iterations": args.iterations} if args.iterations else {}
+    size = sample_size if sample_size is not None else _scan_sample_size(scan)
     result = recon.reconstruct(proj, scan.geometry, grid, args.method, lam=args.lam, filter=args.filter,
-                               progress=args.method != "fbp", **kw)
+                               progress=args.method != "fbp", extend=not args.no_extend, sample_size=size, **kw)
     volume, history, params = np.asarray(result.volume), result.history, result.params
+    measured = scan.geometry.measured_fraction(grid, step=coverage.coarse_step(grid))
     dt = time.perf_counter() - t0
     Volume(volume, grid, scan.geometry, method=args.method, params=params, history=history,
            provenance={"scan": os.path.abspath(args.scan), "seconds": round(dt, 3),
-                       "sample": scan.phantom.get("name", "sample")}).save(args.out, overwrite=args.overwrite)
+                       "sample": scan.phantom.get("name", "sample"),
+                       "sample_size_mm": None if size is None else list(map(float, size))},
+           measured_fraction=measured).save(args.out, overwrite=args.overwrite)
     line = (f"{args.method} of {args.scan}: grid {grid.shape} × {grid.voxel_size[2]:g} mm in {dt:.1f} s; "
             f"μ range {volume.min():.4g}–{volume.max():.4g} 1/mm; wrote {args.out}")
     if args.png:
@@ -247,7 +275,7 @@ def _recon(args: argparse.Namespace) -> int:
         truth = scan.truth
         compare_slices(volume, grid, args.png, truth=None if truth is None else truth.mu,
                        truth_grid=None if truth is None else truth.grid,
-                       title=f"{args.method} of {os.path.basename(args.scan)}")
+                       title=f"{args.method} of {os.path.basename(args.scan)}", measured=measured)
         line += f" and {args.png}"
     print(line)
     return 0
@@ -459,7 +487,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--grid", default="auto", help="auto (the truth's grid, else one fitted to the detector), "
                                                     "n,voxel_mm or nz,ny,nx,voxel_mm")
     rec.add_argument("--out", default="recon.h5", help="HDF5 volume to write (default: recon.h5)")
-    rec.add_argument("--png", help="also write orthogonal slices (beside the truth when the scan has one)")
+    rec.add_argument("--sample-size", help="z,y,x mm of the sample (thickness first), a box centred on the axis: "
+                                           "how far truncated rows are continued (default: the simulated "
+                                           "phantom's extent, else laterally unbounded)")
+    rec.add_argument("--no-extend", action="store_true",
+                     help="plain zero-padded FBP: no continuation of truncated rows, no fading of partially "
+                          "measured voxels")
+    rec.add_argument("--png", help="also write orthogonal slices (beside the truth when the scan has one); "
+                                   "what was not measured in every view is greyed out")
     rec.add_argument("--overwrite", action="store_true", help="replace existing output files")
     rec.set_defaults(func=_recon)
     study = sub.add_parser("study", help="run an acquisition study (tilt × views sweep) or write its report")

@@ -330,11 +330,12 @@ class Geometry:
         view: the region the scan measures completely (CL of a wide flat sample is truncated outside it)."""
         return frame.field_of_view(self.vectors(), self.beam, self.det_shape, grid, margin)
 
-    def measured_fraction(self, grid: VolumeGrid, margin: float = 0.5) -> np.ndarray:
+    def measured_fraction(self, grid: VolumeGrid, margin: float = 0.5, step: int = 1) -> np.ndarray:
         """Fraction (nz, ny, nx) float32 of the views in which each voxel centre projects at least ``margin``
         pixels inside the detector: 1 in the :meth:`field_of_view`, less where a flat sample wider than the
-        detector, or the top and bottom of a tall grid, leave it for part of the turn."""
-        return frame.measured_fraction(self.vectors(), self.beam, self.det_shape, grid, margin)
+        detector, or the top and bottom of a tall grid, leave it for part of the turn. ``step`` > 1 evaluates
+        it every ``step`` voxels and interpolates (cost n_views × voxels / step³)."""
+        return frame.measured_fraction(self.vectors(), self.beam, self.det_shape, grid, margin, step=step)
 
     def truncation(self, grid: VolumeGrid) -> float:
         """Fraction of (view, grid-corner) projections that fall outside the detector (0 = never truncated)."""

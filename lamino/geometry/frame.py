@@ -26,9 +26,13 @@ Functions take an array module ``xp`` (numpy or jax.numpy) where they serve both
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import scipy.ndimage
 
 
 def split_vectors(vectors):
@@ -117,25 +121,39 @@ def project_points(points, vectors, beam: str, det_shape: tuple[int, int]) -> np
 def field_of_view(vectors, beam: str, det_shape: tuple[int, int], grid, margin: float = 1.0) -> np.ndarray:
     """Voxels (nz, ny, nx) bool of ``grid`` whose centres project at least ``margin`` pixels inside the detector
     in every view (n_views, 12): the region a scan measures completely."""
-    out = np.empty(grid.shape, bool)
-    for k, inside in _slices_inside(vectors, beam, det_shape, grid, margin, 0.0):
-        out[k] = np.all(inside > 0.5, axis=0)
-    return out
+    n = len(np.asarray(vectors))
+    return _views_inside(vectors, beam, det_shape, grid, margin, 0.0, np.ones(n)) > n - 0.5
 
 
 def measured_fraction(vectors, beam: str, det_shape: tuple[int, int], grid, margin: float = 0.5,
-                      taper: float = 0.0, weights=None) -> np.ndarray:
+                      taper: float = 0.0, weights=None, step: int = 1) -> np.ndarray:
     """Fraction (nz, ny, nx) float32 of the views (n_views, 12) in which each voxel centre of ``grid`` projects at
     least ``margin`` pixels inside the detector, each view counted with ``weights`` (default equal).
 
     With ``taper`` > 0 pixels a view counts as the detector window of :func:`detector_window` at the point's
-    projection instead of 0 or 1: the fraction then varies smoothly where voxels leave the detector."""
+    projection instead of 0 or 1: the fraction then varies smoothly where voxels leave the detector.
+    ``step`` > 1 evaluates it every ``step`` voxels along each axis and interpolates trilinearly (the fraction
+    is smooth; cost views × voxels / step³)."""
     w = np.ones(len(np.asarray(vectors)), float) if weights is None else np.asarray(weights, float)
-    w = w / w.sum()
-    out = np.empty(grid.shape, np.float32)
-    for k, inside in _slices_inside(vectors, beam, det_shape, grid, margin, taper):
-        out[k] = np.tensordot(w, inside, axes=1)
-    return out
+    step = max(1, int(step))
+    coarse = grid if step == 1 else _coarse_grid(grid, step)
+    out = np.clip(_views_inside(vectors, beam, det_shape, coarse, margin, taper, w / w.sum()), 0.0, 1.0)
+    if step == 1:
+        return out
+    index = [np.arange(n) / step for n in grid.shape]
+    index = np.meshgrid(*index, indexing="ij", sparse=True)
+    index = [np.broadcast_to(i, grid.shape) for i in index]
+    return scipy.ndimage.map_coordinates(out, index, order=1, mode="nearest").astype(np.float32)
+
+
+def _coarse_grid(grid, step: int):
+    """The grid of every ``step``-th voxel centre of ``grid`` (the same first centre), ceil(n / step) per axis."""
+    from lamino.geometry.grid import VolumeGrid  # grid.py needs the geometry package loaded first
+
+    shape = tuple(-(-n // step) for n in grid.shape)
+    first = np.array([grid.axis(k)[0] for k in range(3)])
+    size = np.asarray(grid.voxel_size, float) * step
+    return VolumeGrid(shape, tuple(size), tuple(first + (np.asarray(shape) - 1) * size / 2))
 
 
 def detector_window(row, col, det_shape: tuple[int, int], margin: float = 0.5, taper: float = 0.0, xp=np):
@@ -156,49 +174,71 @@ def detector_window(row, col, det_shape: tuple[int, int], margin: float = 0.5, t
     return out
 
 
-def _slices_inside(vectors, beam: str, det_shape: tuple[int, int], grid, margin: float, taper: float):
-    """For each z slice k of ``grid``: (k, window (n_views, ny, nx) float64) of :func:`detector_window` at the
-    projections of the slice's voxel centres.
+_CHUNK = 1 << 22          # (view, point) pairs evaluated at once by _views_inside
 
-    The projection of :func:`project_points`, written per view as a ratio of linear forms of the point
-    (detector coordinate = c₀ + λ·(linear form), λ the ray parameter) and evaluated slice by slice, so that
-    no (views × voxels × 3) array is made."""
+
+def projection_matrices(vectors, beam: str, det_shape: tuple[int, int]) -> np.ndarray:
+    """Per view the 3 × 4 matrix M (float64, (n_views, 3, 4)) with (col, row) = (m₀·p̃, m₁·p̃) / (m₂·p̃) for a
+    point p̃ = (x, y, z, 1) (fractional pixel indices of :func:`project_points`; cone: m₂·p̃ > 0 in front of the
+    source). From the projection in the module docstring with the dual basis (a = (h − d)·u*, b = (h − d)·v*):
+
+        cone:      a·(n·(p − f)) = ((f − d)·u*)·(n·(p − f)) + ((d − f)·n)·(u*·(p − f))
+        parallel:  a = u*·(p − d) + ((d − p)·n)·(f·u*) / (f·n)
+
+    both linear in p over a denominator, n·(p − f) (cone) or 1 (parallel)."""
     vec = np.asarray(vectors, dtype=float)
-    first, d, u, v = split_vectors(vec)
+    f, d, u, v = split_vectors(vec)
     normal = np.cross(u, v)
     uu, vv, uv = np.sum(u * u, 1), np.sum(v * v, 1), np.sum(u * v, 1)
-    det = uu * vv - uv * uv
-    dual_u = (vv[:, None] * u - uv[:, None] * v) / det[:, None]      # rel · dual_u = column offset
-    dual_v = (uu[:, None] * v - uv[:, None] * u) / det[:, None]      # rel · dual_v = row offset
-    z, y, x = (grid.axis(k) for k in range(3))
-
-    def form(w, z_k, const):                                   # w · (x, y, z_k) + const on the (ny, nx) grid
-        return (w[:, 0, None, None] * x[None, None, :] + w[:, 1, None, None] * y[None, :, None]
-                + (w[:, 2] * z_k + const)[:, None, None])
-
-    # per-view constants: cone  a = a0 + λ·(dual_u·p + au), λ = lam_num / (n·p + n0);
-    #                     parallel  a = dual_u·p + au + λ·ru, λ = (lam_num − n·p) / rn   (likewise b)
-    cone = beam == "cone"
-    rn = np.sum(first * normal, 1)
-    if cone:
-        lam_num, n0 = np.sum((d - first) * normal, 1), -rn
-        a0, b0 = np.sum((first - d) * dual_u, 1), np.sum((first - d) * dual_v, 1)
-        au, bv = -np.sum(first * dual_u, 1), -np.sum(first * dual_v, 1)
+    det = (uu * vv - uv * uv)[:, None]
+    dual = [(vv[:, None] * u - uv[:, None] * v) / det, (uu[:, None] * v - uv[:, None] * u) / det]   # u*, v*
+    offset = [(det_shape[1] - 1) / 2, (det_shape[0] - 1) / 2]
+    m = np.zeros((len(vec), 3, 4))
+    if beam == "cone":
+        k = np.sum((d - f) * normal, 1)[:, None]                    # (d − f)·n: λ = k / (n·(p − f))
+        sign = np.where(k < 0, -1.0, 1.0)
+        m[:, 2, :3], m[:, 2, 3] = normal, -np.sum(normal * f, 1)
+        for i, w in enumerate(dual):
+            c0 = np.sum((f - d) * w, 1)[:, None]
+            m[:, i, :3] = c0 * normal + k * w + offset[i] * normal
+            m[:, i, 3] = (-c0 * np.sum(normal * f, 1, keepdims=True) - k * np.sum(w * f, 1, keepdims=True)
+                          - offset[i] * np.sum(normal * f, 1, keepdims=True))[:, 0]
+        m *= sign[:, :, None]
     else:
-        lam_num = np.sum(d * normal, 1)
-        au, bv = -np.sum(d * dual_u, 1), -np.sum(d * dual_v, 1)
-        ru, rv = np.sum(first * dual_u, 1), np.sum(first * dual_v, 1)
-    col3 = (slice(None), None, None)
-    for k, z_k in enumerate(z):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if cone:
-                lam = lam_num[col3] / form(normal, z_k, n0)
-                a = a0[col3] + lam * form(dual_u, z_k, au)
-                b = b0[col3] + lam * form(dual_v, z_k, bv)
-                a, b = np.where(lam > 0, a, np.nan), np.where(lam > 0, b, np.nan)
-            else:
-                lam = (lam_num[col3] - form(normal, z_k, 0.0)) / rn[col3]
-                a = form(dual_u, z_k, au) + lam * ru[col3]
-                b = form(dual_v, z_k, bv) + lam * rv[col3]
-            row, col = pixel_index(a, b, det_shape)
-            yield k, detector_window(row, col, det_shape, margin, taper)
+        fn = np.sum(f * normal, 1)[:, None]
+        for i, w in enumerate(dual):
+            fw = np.sum(f * w, 1)[:, None]
+            m[:, i, :3] = w - normal * fw / fn
+            m[:, i, 3] = (-np.sum(d * w, 1)[:, None] + np.sum(d * normal, 1)[:, None] * fw / fn + offset[i])[:, 0]
+        m[:, 2, 3] = 1.0
+    return m
+
+
+def _views_inside(vectors, beam: str, det_shape: tuple[int, int], grid, margin: float, taper: float,
+                  weights: np.ndarray) -> np.ndarray:
+    """Σ_i weights_i · :func:`detector_window` at the projection of each voxel centre of ``grid`` in view i:
+    (nz, ny, nx) float32. Jitted (float32, points relative to the grid centre), in chunks of points so that no
+    (views × voxels) array is made."""
+    centre = np.asarray(grid.center, float)[::-1]                   # (x, y, z)
+    m = projection_matrices(vectors, beam, det_shape)
+    m[:, :, 3] += m[:, :, :3] @ centre                               # p = centre + q
+    z, y, x = np.meshgrid(*[grid.axis(k) for k in range(3)], indexing="ij")
+    points = np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1) - centre
+    size = max(1, min(len(points), _CHUNK // max(1, len(m))))
+    pad = (-len(points)) % size
+    points = np.concatenate([points, np.zeros((pad, 3))]) if pad else points
+    args = (jnp.asarray(m, jnp.float32), jnp.asarray(weights, jnp.float32))
+    out = [_window_sum(jnp.asarray(points[i:i + size], jnp.float32), *args, tuple(det_shape), float(margin),
+                       float(taper), beam == "cone") for i in range(0, len(points), size)]
+    return np.asarray(jnp.concatenate(out))[:int(np.prod(grid.shape))].reshape(grid.shape)
+
+
+@functools.partial(jax.jit, static_argnames=("det_shape", "margin", "taper", "cone"))
+def _window_sum(points, matrices, weights, det_shape: tuple[int, int], margin: float, taper: float, cone: bool):
+    """Σ_i weights_i · W(projection of each of ``points`` (P, 3) by ``matrices`` (n, 3, 4)): (P,) float32."""
+    hom = jnp.concatenate([points, jnp.ones((points.shape[0], 1), points.dtype)], axis=1)      # (P, 4)
+    num = jnp.einsum("nij,pj->nip", matrices, hom)                                            # (n, 3, P)
+    col, row = num[:, 0] / num[:, 2], num[:, 1] / num[:, 2]
+    if cone:
+        row = jnp.where(num[:, 2] > 0, row, jnp.nan)
+    return weights @ detector_window(row, col, det_shape, margin, taper, jnp)

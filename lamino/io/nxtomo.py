@@ -21,7 +21,7 @@ attributes); everywhere else mm, keV, degrees.
 
 :func:`write_volume` writes a :class:`~lamino.io.volume.Volume` as NXtomoproc (``/entry/data/data`` with x, y,
 z axes in mm and an NXprocess ``/entry/reconstruction``) plus ``/entry/lamino`` (grid, geometry, method,
-params, history); :func:`read_volume` reads it back.
+params, history, and the measured fraction of each voxel when known); :func:`read_volume` reads it back.
 
 This module knows the file layout only: it writes the datasets' attributes and reads back plain fields, which
 :class:`~lamino.io.scan.Scan` and :class:`~lamino.io.volume.Volume` validate.
@@ -229,19 +229,22 @@ def write_volume(volume: Volume, path: str) -> None:
         lam["method"] = volume.method
         if volume.geometry is not None:
             lam["geometry"] = json.dumps(volume.geometry.to_dict())
+        if volume.measured_fraction is not None:
+            _compressed(lam, "measured_fraction", volume.measured_fraction).attrs["units"] = "1"
         for name, text in meta.items():
             lam[name] = text
 
 
 def read_volume(path: str) -> dict[str, Any]:
     """The fields of the volume in a file written by :func:`write_volume`: data, grid, geometry (or None),
-    method, params, history, provenance."""
+    method, params, history, provenance, measured_fraction (or None)."""
     f = _open_lamino_file(path, VOLUME_FORMAT, "Volume.load reads the volume files that Volume.save writes")
     with f, _corrupt(path, "volume"):
         lam = f["entry/lamino"]
         geometry = _read_geometry(lam, path) if "geometry" in lam else None
+        fraction = lam["measured_fraction"][()] if "measured_fraction" in lam else None
         return dict(data=_item(f, "entry/data/data", path, "the (nz, ny, nx) volume")[()],
-                    grid=_read_grid(lam, path), geometry=geometry,
+                    grid=_read_grid(lam, path), geometry=geometry, measured_fraction=fraction,
                     method=_read_str(_item(lam, "method", path, "a string")),
                     **{name: _read_json(lam, name, path) for name in _VOLUME_METADATA})
 

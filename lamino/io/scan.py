@@ -71,7 +71,8 @@ class Scan:
     """A CL/CT scan as recorded: raw frames in detector units (ADU or counts), geometry, truth and provenance.
 
     ``counts`` (n_views, rows, cols), ``flats`` and ``darks`` (k, rows, cols) float32 (2-D frames get a
-    leading axis). ``scanner`` is ``Scanner.to_dict()``, ``phantom`` ``{"name": ..., "params": {...}}``,
+    leading axis). ``scanner`` is ``Scanner.to_dict()``, ``phantom`` ``{"name": ..., "params": {...},
+    "sample_size_mm": [z, y, x]}``,
     ``provenance`` lamino version, seed, parameters and date; all three must be JSON-serialisable.
     ``source`` is the file :meth:`load` read it from (None for a scan made in memory), named in error messages.
     """

@@ -20,7 +20,9 @@ class Volume:
 
     ``data`` (nz, ny, nx) float32 in 1/mm on ``grid``; ``geometry`` the acquisition it came from; ``method``,
     ``params`` and per-iteration ``history`` of the reconstruction; ``provenance`` (lamino version, source file,
-    …). :meth:`save` writes NeXus **NXtomoproc** (``/entry/data/data`` with x, y, z axes in mm and an
+    …); ``measured_fraction`` (nz, ny, nx) float32, the fraction of the views in which each voxel was on the
+    detector (:meth:`Geometry.measured_fraction`), or None.
+    :meth:`save` writes NeXus **NXtomoproc** (``/entry/data/data`` with x, y, z axes in mm and an
     NXprocess ``/entry/reconstruction``) plus ``/entry/lamino`` (grid, geometry, method, params, history);
     see :mod:`lamino.io.nxtomo`.
     """
@@ -32,9 +34,15 @@ class Volume:
     params: dict = dataclasses.field(default_factory=dict)
     history: dict = dataclasses.field(default_factory=dict)
     provenance: dict = dataclasses.field(default_factory=dict)
+    measured_fraction: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.data = np.asarray(self.data, dtype=np.float32)
+        if self.measured_fraction is not None:
+            self.measured_fraction = np.asarray(self.measured_fraction, dtype=np.float32)
+            if self.measured_fraction.shape != self.data.shape:
+                raise ValueError(f"measured_fraction with shape {self.measured_fraction.shape} is not allowed: "
+                                 f"give one value per voxel, {self.data.shape}")
         if not isinstance(self.grid, VolumeGrid):
             raise ValueError(f"grid={type(self.grid).__name__} is not allowed: give a VolumeGrid")
         if self.data.shape != tuple(self.grid.shape):

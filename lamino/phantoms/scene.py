@@ -83,6 +83,13 @@ class Phantom:
         return tuple(map(float, lo)), tuple(map(float, hi))
 
     @property
+    def sample_size(self) -> tuple[float, float, float]:
+        """(z, y, x) mm of the smallest box centred on the origin that holds the sample: what region-of-interest
+        reconstruction takes as the sample's extent (``sample_size`` of :func:`lamino.recon.fbp.fbp`)."""
+        lo, hi = (np.abs(np.asarray(b, float)) for b in self.bounds)
+        return tuple(float(2 * m) for m in np.maximum(lo, hi)[::-1])
+
+    @property
     def label_names(self) -> list[str]:
         """Part labels, plus the group of every ``group:member`` label (e.g. ``spoke:3`` also counts as ``spoke``)."""
         names = {p.label for p in self.parts if p.label}

@@ -25,7 +25,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.ndimage
 
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.geometry.frame import detector_window, measured_fraction
@@ -43,27 +42,17 @@ def view_window(det_shape: tuple[int, int]) -> jax.Array:
     return jnp.asarray(detector_window(r, c, det_shape, 0.5, TAPER_PIXELS), jnp.float32)
 
 
-def coarse_step(grid: VolumeGrid) -> int:
-    """Voxels per point of the coarse grid on which F is evaluated."""
-    return max(1, math.ceil(max(grid.shape) / _COARSE_POINTS))
-
-
 def soft_fraction(geometry: Geometry, grid: VolumeGrid, weights=None) -> np.ndarray:
-    """F (nz, ny, nx) float32: the ``weights``-weighted mean over views of W at each voxel's projection,
-    evaluated every :func:`coarse_step` voxels and interpolated trilinearly."""
-    step = coarse_step(grid)
-    shape = tuple(-(-n // step) for n in grid.shape)
-    first = np.array([grid.axis(k)[0] for k in range(3)])
-    size = np.asarray(grid.voxel_size, float) * step
-    centre = first + (np.asarray(shape) - 1) * size / 2
-    coarse = VolumeGrid(shape, tuple(size), tuple(centre))
-    frac = measured_fraction(geometry.vectors(), geometry.beam, geometry.det_shape, coarse, 0.5, TAPER_PIXELS,
-                             weights)
-    if step == 1:
-        return frac
-    index = np.meshgrid(*[np.arange(n) / step for n in grid.shape], indexing="ij", sparse=True)
-    index = [np.broadcast_to(i, grid.shape) for i in index]
-    return scipy.ndimage.map_coordinates(frac, index, order=1, mode="nearest").astype(np.float32)
+    """F (nz, ny, nx) float32: the ``weights``-weighted mean over views of W at each voxel's projection
+    (:func:`lamino.geometry.frame.measured_fraction`, evaluated on a grid of ≤ 32 points along each axis and
+    interpolated trilinearly)."""
+    return measured_fraction(geometry.vectors(), geometry.beam, geometry.det_shape, grid, 0.5, TAPER_PIXELS,
+                             weights, coarse_step(grid))
+
+
+def coarse_step(grid: VolumeGrid) -> int:
+    """Voxels per point of the coarse grid on which a measured fraction is evaluated (≤ 32 points per axis)."""
+    return max(1, math.ceil(max(grid.shape) / _COARSE_POINTS))
 
 
 def normalise(volume: jax.Array, fraction: np.ndarray) -> jax.Array:

@@ -9,10 +9,13 @@ from lamino.geometry import VolumeGrid
 
 
 def compare_slices(volume: np.ndarray, grid: VolumeGrid, out: str, truth: np.ndarray | None = None,
-                   truth_grid: VolumeGrid | None = None, title: str = "") -> str:
+                   truth_grid: VolumeGrid | None = None, title: str = "",
+                   measured: np.ndarray | None = None) -> str:
     """Write a PNG of the xy, xz and yz slices (μ in 1/mm, each row on its own 0.5–99.5 % grey scale) through the
     |μ|-weighted centroid of the truth (or of the volume), with the truth's slices at the same positions in a
-    second row when ``truth`` is given; returns ``out``."""
+    second row when ``truth`` is given; returns ``out``. With ``measured`` (the measured fraction of each voxel,
+    :meth:`Geometry.measured_fraction`) the reconstruction's slices grey out what was not measured in every view
+    and outline the fully measured region (:func:`shade_unmeasured`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,10 +28,16 @@ def compare_slices(volume: np.ndarray, grid: VolumeGrid, out: str, truth: np.nda
     centre = _centroid(*rows[-1][1:])                     # where the (true) structure is
     fig, axes = plt.subplots(len(rows), 3, figsize=(15, 4.6 * len(rows)), squeeze=False)
     for r, (name, vol, g) in enumerate(rows):
-        lo, hi = (float(np.percentile(vol, q)) for q in (0.5, 99.5))
+        full = np.asarray(measured) >= 1.0 if (measured is not None and r == 0) else None
+        scored = vol[full] if full is not None and full.any() else vol
+        lo, hi = (float(np.percentile(scored, q)) for q in (0.5, 99.5))
         hi = hi if hi > lo else lo + 1e-6
-        for ax, (plane, img, h, v, where) in zip(axes[r], orthogonal_slices(vol, g, centre), strict=True):
+        masks = orthogonal_slices(np.asarray(measured, np.float32), g, centre) if full is not None else None
+        for k, (ax, (plane, img, h, v, where)) in enumerate(zip(axes[r], orthogonal_slices(vol, g, centre),
+                                                                strict=True)):
             im = show_slice(ax, img, h, v, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+            if masks is not None:
+                shade_unmeasured(ax, masks[k][1], h, v)
             ax.set_title(f"{name}: {plane} at {where}")
             ax.set_xlabel(f"{plane[0]} (mm)")
             ax.set_ylabel(f"{plane[1]} (mm)")
@@ -36,6 +45,21 @@ def compare_slices(volume: np.ndarray, grid: VolumeGrid, out: str, truth: np.nda
     if title:
         fig.suptitle(title, fontsize=10)
     return save_figure(fig, out)
+
+
+def shade_unmeasured(ax, fraction: np.ndarray, h: np.ndarray, v: np.ndarray) -> None:
+    """Over a slice drawn by :func:`lamino._plotting.show_slice`: a translucent grey where ``fraction`` < 1 (voxels
+    not measured in every view) and a dashed yellow line around the fully measured region."""
+    full = np.asarray(fraction) >= 1.0
+    if full.all():
+        return
+    dh = (h[1] - h[0] if len(h) > 1 else 1.0) / 2
+    dv = (v[1] - v[0] if len(v) > 1 else 1.0) / 2
+    extent = (h[0] - dh, h[-1] + dh, v[0] - dv, v[-1] + dv)
+    ax.imshow(np.where(full, np.nan, 1.0), origin="lower", extent=extent, aspect="auto", cmap="Greys",
+              vmin=0, vmax=2, alpha=0.6, interpolation="nearest")
+    if full.any() and min(full.shape) > 1:
+        ax.contour(h, v, full.astype(float), levels=[0.5], colors="yellow", linewidths=1.0, linestyles="--")
 
 
 def _centroid(volume: np.ndarray, grid: VolumeGrid) -> tuple[float, float, float]:

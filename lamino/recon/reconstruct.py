@@ -45,11 +45,13 @@ def default_tv_weight(projections, geometry: Geometry, grid: VolumeGrid, fractio
 
 def reconstruct(projections, geometry: Geometry, grid: VolumeGrid, method: str = "fbp", *,
                 iterations: int | None = None, lam: float | None = None, filter: str = "ram-lak",
-                progress: bool = False) -> Reconstruction:
+                progress: bool = False, extend: bool = True, sample_size=None) -> Reconstruction:
     """Reconstruct line integrals (n_views, rows, cols) of ``geometry`` on ``grid`` with ``method`` (μ, 1/mm).
 
     ``iterations`` (iterative methods; default: each method's own), ``lam`` (FISTA-TV weight; default
-    :func:`default_tv_weight`), ``filter`` (FBP ramp filter).
+    :func:`default_tv_weight`), ``filter`` (FBP ramp filter), ``extend`` and ``sample_size`` (z, y, x) mm
+    (region-of-interest handling of a sample wider than the field of view; see :func:`lamino.recon.fbp.fbp`,
+    and for the iterative methods their measured support).
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not allowed: choose one of {', '.join(METHODS)}")
@@ -60,10 +62,14 @@ def reconstruct(projections, geometry: Geometry, grid: VolumeGrid, method: str =
                                    or iterations < 1):
         raise ValueError(f"iterations={iterations!r} is not allowed: give an integer ≥ 1")
     if method == "fbp":
-        volume = fbp(projections, geometry, grid, filter=filter)
-        return Reconstruction(volume, grid, {}, "fbp", {"filter": filter})
+        volume = fbp(projections, geometry, grid, filter=filter, extend=extend, sample_size=sample_size)
+        params = {"filter": filter, "extend": extend,
+                  "sample_size": None if sample_size is None else [float(v) for v in sample_size]}
+        return Reconstruction(volume, grid, {}, "fbp", params)
     kw = {"iterations": iterations} if iterations else {}
     if method == "fista-tv":
         kw["lam"] = lam if lam is not None else default_tv_weight(projections, geometry, grid)
+    if sample_size is not None and extend:
+        kw["sample_size"] = sample_size
     solver = {"sirt": sirt, "cgls": cgls, "fista-tv": fista_tv}[method]
     return solver(projections, geometry, grid, progress=progress, **kw)

@@ -136,7 +136,8 @@ def simulate(phantom: Phantom, geometry: Geometry, scanner: Scanner | str | None
     }
     return Scan(counts=counts, flats=flats, darks=darks, geometry=geometry,
                 scanner=scanner.replace(detector=detector).to_dict(),
-                phantom={"name": phantom.name, "params": _json_safe(phantom.params)}, truth=gt,
+                phantom={"name": phantom.name, "params": _json_safe(phantom.params),
+                         "sample_size_mm": list(phantom.sample_size)}, truth=gt,
                 provenance=provenance)
 
 
