@@ -110,6 +110,12 @@ def test_time_budget_sets_exposure_per_view(tmp_path):
     (("grid = { shape = [6, 16, 16], voxel_size = 0.045 }", "grid = { shape = [6, 16], voxel_size = 0.045 }"),
      ["[recon] grid"]),
     (("[planner]", "[plotting]\nx = 1\n[planner]"), ["[plotting]", "known table"]),
+    (("seeds = [0, 1]", "seeds = [0, 4294967296]"), ["[sweep] seeds", "4294967296", "from 0 to 4294967295"]),
+    (("seeds = [0, 1]", "seeds = [-1]"), ["[sweep] seeds", "-1", "from 0 to 4294967295"]),
+    (("seeds = [0, 1]", f"seeds = {list(range(101))}"), ["[sweep] seeds", "101 values", "at most 100"]),
+    (("seeds = [0, 1]", "repeats = 101"), ["[sweep] repeats", "101", "from 1 to 100"]),
+    (("name = \"siemens_star\"\nseed = 0", "name = \"siemens_star\"\nseed = 4294967296"),
+     ["[phantom] seed", "4294967296", "from 0 to 4294967295"]),
 ])
 def test_bad_study_files_name_file_key_and_allowed_values(tmp_path, change, words):
     text = TINY
@@ -499,6 +505,17 @@ def test_expected_rmse_surrogate_matches_monte_carlo_over_poisson_noise(tmp_path
     bias = float(jnp.sum((landweber(y) - mu) ** 2))
     assert mc - bias > 5 * bias                                         # the noise term dominates the error
     assert surrogate ** 2 * mu.size == pytest.approx(mc, abs=4 * se + 0.02 * mc)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True, "0"])
+def test_gradient_surrogate_rejects_bad_probe_seeds(tmp_path, seed):
+    from lamino.studies.gradient import expected_rmse_function
+
+    spec = load_spec(_write(tmp_path))
+    with pytest.raises(ValueError) as err:
+        expected_rmse_function(spec, spec.points()[0], seed=seed)
+    message = str(err.value)
+    assert message.startswith(f"seed={seed!r} is not allowed") and "4294967295" in message and "\n" not in message
 
 
 def test_planner_gradient_is_stored_printed_and_reported(reference, tmp_path, monkeypatch, capsys):
