@@ -117,6 +117,25 @@ def test_atomic_write_names_its_writer_and_clean_temporaries_keeps_live_ones(tmp
     assert sorted(os.listdir(tmp_path)) == sorted(["a.h5", live.name, legacy_new.name])
 
 
+def test_temporary_folders_name_their_writer_and_only_dead_writers_folders_are_cleaned(tmp_path):
+    from lamino.io.files import temporary_folder
+
+    made = temporary_folder(str(tmp_path / "report"))
+    assert os.path.basename(made).startswith(f".report.lamino-{os.getpid()}-") and os.path.isdir(made)
+    os.rmdir(made)
+    old = time.time() - 7200
+    dead = tmp_path / f".report.lamino-{_dead_pid()}-abcdefgh"            # a report build of a killed run
+    live = tmp_path / f".report.lamino-{os.getpid()}-abcdefgh"            # one being built now
+    unnamed = tmp_path / ".report.abcdefgh"                                # a hidden folder lamino did not name
+    for d in (dead, live, unnamed):
+        (d / "figs").mkdir(parents=True)
+        (d / "figs" / "a.png").write_bytes(b"x")
+        os.utime(d, (old, old))
+    assert clean_temporaries(str(tmp_path), prefix="report") == [str(dead)]
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, unnamed.name])
+    assert (live / "figs" / "a.png").exists()
+
+
 def test_folder_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
     lock = tmp_path / LOCK_NAME
     lock.write_text(f"{os.getpid()} {socket.gethostname()}\n")       # another live run (this pid, alive)
