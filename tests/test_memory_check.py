@@ -75,3 +75,61 @@ def test_simulate_refuses_a_scan_beyond_the_machine_before_tracing(tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert "needs about" in err and "\n" not in err and "Traceback" not in err
     assert not out.exists()
+
+
+def _tiny_study(tmp_path):
+    from conftest import tiny_star_study
+
+    from lamino.studies.spec import load_spec
+
+    text = tiny_star_study('[study]\nname = "tiny"\n', """
+[sweep]
+tilt_deg = [20, 40]
+n_views = [8, 12]
+seeds = [0]
+
+[objective]
+weights = { ssim = 1.0 }
+
+[planner]
+refine = "none"
+""")
+    path = tmp_path / "tiny.toml"
+    path.write_text(text)
+    return load_spec(str(path))
+
+
+def test_study_estimate_is_its_largest_point_simulated_and_reconstructed(tmp_path):
+    from lamino.simulate.simulate import estimate_bytes as simulate_bytes
+    from lamino.studies.run import study_memory_bytes
+
+    spec = _tiny_study(tmp_path)
+    need, point, g = study_memory_bytes(spec)
+    assert point["n_views"] == 12 and g.n_views == 12 and g.det_shape == (12, 20)       # the largest point
+    grid = VolumeGrid((6, 16, 16), 0.045)
+    proj, vol = 12 * 12 * 20, 6 * 16 * 16
+    # siemens star: 2 materials (silicon, gold); fbp holds 4 projection-sized and 3 volume-sized arrays
+    assert need == simulate_bytes(g, 2, grid, truth=True) + 4 * (4 * proj + 3 * vol)
+    assert simulate_bytes(g, 2, grid, truth=True) >= 4 * (proj * 3 + vol * 4)
+
+
+def test_study_beyond_the_machine_is_refused_before_its_results_folder_exists(tmp_path, monkeypatch):
+    from lamino.studies.run import run_study, study_memory_bytes
+
+    spec = _tiny_study(tmp_path)
+    need = study_memory_bytes(spec)[0]
+    out = tmp_path / "results"
+    monkeypatch.setenv("LAMINO_MEMORY_GB", str(0.5 * need / GIB))
+    with pytest.raises(ValueError) as err:
+        run_study(spec, str(out), progress=False)
+    message = str(err.value)
+    assert message.startswith("study 'tiny': its largest point (12 views of 12×20 pixels, fbp) needs about")
+    assert "fewer views" in message and "\n" not in message and "at once" not in message
+    assert not out.exists()
+    # 1.5 × one point fits in process, not two worker processes at once
+    monkeypatch.setenv("LAMINO_MEMORY_GB", str(1.5 * need / GIB))
+    with pytest.raises(ValueError, match=r"× 2 points at once needs about .* fewer workers"):
+        run_study(spec, str(out), workers=2, progress=False)
+    with pytest.raises(ValueError, match=r"× 2 points at once"):
+        run_study(spec, str(out), dask="local", progress=False)
+    assert not out.exists()

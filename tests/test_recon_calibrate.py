@@ -143,6 +143,31 @@ def test_calibration_of_the_detector_u_offset_in_cone_beam():
     assert cal.geometry.det_offset == pytest.approx((0.0, cal.params["det_offset_u"]))
 
 
+# fast versions of the two above for the default suite: 12 views of a 24 × 24 detector (0.2 mm pixels at the
+# object), a (6, 22, 22) grid, only the misalignment estimated (everything else known)
+def _small(beam: str, **changes) -> Geometry:
+    if beam == "parallel":
+        return Geometry.parallel(TILT, 12, (24, 24), 0.2, **changes)
+    return Geometry.cone(TILT, 12, sod=30.0, sdd=60.0, det_shape=(24, 24), det_spacing=0.4, **changes)
+
+
+SMALL_GRID = VolumeGrid((6, 22, 22), 0.2)
+
+
+def test_calibration_recovers_a_detector_roll_quickly():
+    # a 1° roll (≈ 0.2 pixel at the detector's edge) found to 0.1° at full resolution (coarse_bin=1)
+    b = _noisy_data(_small("parallel", det_roll_deg=1.0))
+    cal = calibrate(b, _small("parallel"), SMALL_GRID, params=("det_roll_deg",), coarse_bin=1)
+    assert abs(cal.params["det_roll_deg"] - 1.0) < 0.1, cal.report
+
+
+def test_calibration_recovers_a_detector_offset_quickly():
+    # a 0.06 mm (0.15 pixel) cone-beam detector shift found to 0.02 mm (0.05 pixel)
+    b = _noisy_data(_small("cone", det_offset=(0.0, 0.06)))
+    cal = calibrate(b, _small("cone"), SMALL_GRID, params=("det_offset_u",))
+    assert abs(cal.params["det_offset_u"] - 0.06) < 0.02, cal.report
+
+
 def test_cor_and_detector_offset_together_in_parallel_beam_are_rejected():
     g = _geometry("parallel", TILT, 0.0)
     b = np.zeros((g.n_views, *g.det_shape), np.float32)

@@ -204,3 +204,36 @@ def test_bin_and_crop_reject_bad_arguments():
         crop_projections(p, g, cols=slice(20, 10))
     with pytest.raises(ValueError, match="rows"):
         crop_projections(p, g, rows=(0, 10))
+
+
+# ---------------------------------------------------------------------------------------------- NaN and inf
+def _bad(shape=(3, 4, 6)):
+    """Projections with one NaN and one inf (rows 1 and 2, column 2)."""
+    p = np.ones(shape, np.float32)
+    p[0, 1, 2], p[2, 2, 2] = np.nan, np.inf
+    return p
+
+
+@pytest.mark.parametrize("call", [
+    lambda p, g: preprocess.suppress_rings(p),
+    lambda p, g: preprocess.bin_projections(p, g, 2),
+    lambda p, g: preprocess.linearize_beam_hardening(p, [30.0, 60.0], [1.0, 1.0], "aluminium", 5.0),
+    lambda p, g: preprocess.crop_projections(p, g, rows=slice(0, 4), cols=slice(1, 5)),
+], ids=["suppress_rings", "bin_projections", "linearize_beam_hardening", "crop_projections"])
+def test_preprocessing_rejects_nan_and_inf_saying_how_many(call):
+    g = Geometry.parallel(30.0, 3, (4, 6), 0.1)
+    with pytest.raises(ValueError) as err:
+        call(_bad(), g)
+    message = str(err.value)
+    assert "projections" in message and "2 of " in message and "NaN or inf" in message and "\n" not in message
+    assert call(np.ones((3, 4, 6), np.float32), g) is not None           # the same call on finite data runs
+
+
+def test_crop_may_cut_bad_pixels_away_and_curve_rejects_bad_thickness():
+    g = Geometry.parallel(30.0, 3, (4, 6), 0.1)
+    kept, g2 = preprocess.crop_projections(_bad(), g, cols=slice(3, 6))   # column 2 (NaN, inf) is cut away
+    assert kept.shape == (3, 4, 3) and np.all(kept == 1) and g2.det_shape == (4, 3)
+    with pytest.raises(ValueError, match=r"^cropped projections are not allowed: 2 of 36 values are NaN or inf"):
+        preprocess.crop_projections(_bad(), g, cols=slice(0, 3))
+    with pytest.raises(ValueError, match=r"^thickness_mm is not allowed: 1 of 3 values are NaN or inf"):
+        preprocess.beam_hardening_curve([30.0], [1.0], "aluminium", [0.0, np.nan, 1.0])

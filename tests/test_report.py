@@ -161,7 +161,7 @@ def test_report_page_and_files(store, tmp_path, fake_coverage):
     assert "d_objective_d_tilt_per_deg" in text
     assert text.count('<tr class="rec">') == 1
     assert text.count('<tr class="infeasible">') == 2                   # the two 40-view configurations (12 s)
-    assert not [n for n in os.listdir(tmp_path) if n.startswith(".report-")]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]   # no temporary folder left
 
 
 def test_report_with_real_coverage(store, tmp_path):
@@ -203,6 +203,34 @@ def test_crash_leaves_no_report(store, tmp_path, monkeypatch, fake_coverage):
     with pytest.raises(RuntimeError, match="disk full"):
         report.write_report(store, _plan(store), str(tmp_path / "report"))
     assert os.listdir(tmp_path) == []
+
+
+def test_report_builds_in_a_named_temporary_and_removes_dead_writers_builds(store, tmp_path, monkeypatch,
+                                                                              fake_coverage):
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    old = time.time() - 7200
+    dead = tmp_path / f".report.lamino-{proc.pid}-abcdefgh"               # left by a killed `study report`
+    live = tmp_path / f".report.lamino-{os.getpid()}-zyxwvuts"            # another report being built now
+    for d in (dead, live):
+        d.mkdir()
+        (d / "index.html").write_text("half")
+        os.utime(d, (old, old))
+    seen = []
+    build = report._build
+
+    def spy(store_, plan, folder, final):
+        seen.append(os.path.basename(folder))
+        build(store_, plan, folder, final)
+
+    monkeypatch.setattr(report, "_build", spy)
+    report.write_report(store, _plan(store), str(tmp_path / "report"))
+    assert len(seen) == 1 and seen[0].startswith(f".report.lamino-{os.getpid()}-")
+    assert sorted(os.listdir(tmp_path)) == sorted(["report", live.name])
 
 
 def test_heatmap_slices_other_axes_at_recommended_values():

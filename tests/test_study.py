@@ -110,6 +110,12 @@ def test_time_budget_sets_exposure_per_view(tmp_path):
     (("grid = { shape = [6, 16, 16], voxel_size = 0.045 }", "grid = { shape = [6, 16], voxel_size = 0.045 }"),
      ["[recon] grid"]),
     (("[planner]", "[plotting]\nx = 1\n[planner]"), ["[plotting]", "known table"]),
+    (("seeds = [0, 1]", "seeds = [0, 4294967296]"), ["[sweep] seeds", "4294967296", "from 0 to 4294967295"]),
+    (("seeds = [0, 1]", "seeds = [-1]"), ["[sweep] seeds", "-1", "from 0 to 4294967295"]),
+    (("seeds = [0, 1]", f"seeds = {list(range(101))}"), ["[sweep] seeds", "101 values", "at most 100"]),
+    (("seeds = [0, 1]", "repeats = 101"), ["[sweep] repeats", "101", "from 1 to 100"]),
+    (("name = \"siemens_star\"\nseed = 0", "name = \"siemens_star\"\nseed = 4294967296"),
+     ["[phantom] seed", "4294967296", "from 0 to 4294967295"]),
 ])
 def test_bad_study_files_name_file_key_and_allowed_values(tmp_path, change, words):
     text = TINY
@@ -155,6 +161,47 @@ def test_in_process_study_scores_every_point(reference):
     assert len(result.configurations) == 4 and result.recommended is not None
     summary = open(os.path.join(store.path, "summary.csv")).read().splitlines()
     assert len(summary) == 9 and summary[0].startswith("id,stage,tilt_deg")
+
+
+def _silicon_plate(text: str) -> str:
+    """The tiny star study turned into a 0.2 mm thick silicon plate 0.48 mm wide (its gold star 0.1 µm thin)."""
+    for old, new in (("radius_mm = 0.3", "radius_mm = 0.2"),
+                     ("substrate_thickness_mm = 0.05", "substrate_thickness_mm = 0.2"),
+                     ("\nthickness_mm = 0.05", "\nthickness_mm = 0.0001")):
+        assert old in text
+        text = text.replace(old, new)
+    return text
+
+
+def test_study_reconstruction_has_the_materials_mu(tmp_path):
+    """The μ a study reconstructs is that of the material (xraydb, independent of lamino's tables): a CT point
+    (tilt 0, parallel beam, 360°) of a 0.2 mm thick silicon plate whose star is 0.1 µm thin; in the pure silicon
+    away from its edges (xz slice, the two lowest rows, 0.045 mm voxels) the mean is within 12 % of μ_Si."""
+    xraydb = pytest.importorskip("xraydb")
+    text = tiny_star_study('[study]\nname = "ct"\n', """
+[sweep]
+tilt_deg = [0]
+n_views = [36]
+seeds = [0]
+
+[metrics]
+names = ["ssim"]
+
+[objective]
+weights = { ssim = 1.0 }
+
+[planner]
+refine = "none"
+""")
+    spec = load_spec(_write(tmp_path, _silicon_plate(text)))
+    run_study(spec, str(tmp_path / "out"), progress=False)
+    store = ResultStore.open(str(tmp_path / "out"))
+    (record,) = store.records()
+    energy = record["provenance"]["effective_energy_kev"]
+    assert energy == pytest.approx(30.0)                        # monochromatic beam line
+    mu_si = xraydb.material_mu("Si", energy * 1e3, density=2.33) / 10.0   # 1/cm → 1/mm, ≈ 0.335
+    xz = store.slices(record["id"])["recon"]["xz"]               # rows z = −0.11, −0.07 mm; x ∈ ±0.16 mm
+    assert float(np.mean(xz[0:2, 4:12])) == pytest.approx(mu_si, rel=0.12)
 
 
 def test_worker_processes_give_identical_results(reference, tmp_path):
@@ -407,6 +454,68 @@ def test_tilt_gradient_matches_finite_differences(tmp_path):
     assert grad["d_expected_rmse_d_tilt_per_deg"] == pytest.approx(fd, rel=0.05)
     assert abs(fd) > 1e-3                                              # the objective does depend on tilt
     assert tilt_gradient(spec, {**point, "trajectory": "limited-angle"}) is None
+
+
+def test_expected_rmse_surrogate_matches_monte_carlo_over_poisson_noise(tmp_path):
+    """The surrogate's E‖x_K − μ‖² (bias + Hutchinson trace of the noise) against its Monte-Carlo estimate:
+    200 Poisson realisations (lamino's sampler) of the flat's N₀ photons attenuated by exp(−Aμ), their −log data
+    reconstructed by the same K = 10 Landweber steps. A silicon plate at 5e-5 s a view (N₀ ≈ 660): the noise term
+    is ~ 90 % of the error. Allowed: 4 standard errors plus 2 % (32 Hutchinson probes; −log of Poisson counts is
+    Gaussian only to first order in 1/N)."""
+    import jax
+    import jax.numpy as jnp
+
+    from lamino import phantoms
+    from lamino.projector import Projector
+    from lamino.recon import coarser_grid, operator_norm
+    from lamino.simulate.noise import poisson
+    from lamino.simulate.simulate import detected_spectrum
+    from lamino.studies.build import build_geometry, build_scanner, study_grid
+    from lamino.studies.gradient import expected_rmse_function
+
+    spec = load_spec(_write(tmp_path, _silicon_plate(TINY)))
+    point = {**spec.points()[0], "tilt_deg": 30.0, "exposure_s": 5e-5}
+    surrogate = float(jax.jit(expected_rmse_function(spec, point, probes=32))(jnp.float32(30.0)))
+
+    scanner = build_scanner(spec, point)
+    geometry = build_geometry(spec, point, scanner)
+    grid = coarser_grid(study_grid(spec))                               # the surrogate's default coarsen=1
+    detected = detected_spectrum(scanner, geometry, n_bins=1)
+    n0 = float(np.sum(detected.photons))
+    assert 300 < n0 < 2000
+    p = spec.phantom
+    mu = jnp.asarray(phantoms.get(p["name"], seed=p["seed"], **p["params"]).attenuation(
+        grid, detected.effective_energy_kev))
+    projector = Projector(geometry, grid)
+    tau = 1.0 / operator_norm(projector) ** 2
+
+    def landweber(data):
+        def step(x, _):
+            residual, pullback = jax.vjp(projector.forward, x)
+            (g,) = pullback(data - residual)
+            return x + tau * g, None
+        return jax.lax.scan(step, jnp.zeros(grid.shape, jnp.float32), None, length=10)[0]
+
+    y = projector.forward(mu)
+    keys = jax.random.split(jax.random.key(1), 200)
+    counts = jax.vmap(lambda k: poisson(k, n0 * jnp.exp(-y)))(keys)
+    assert float(counts.min()) > 0
+    errors = np.asarray(jax.jit(jax.vmap(lambda c: jnp.sum((landweber(-jnp.log(c / n0)) - mu) ** 2)))(counts))
+    mc, se = float(errors.mean()), float(errors.std(ddof=1) / np.sqrt(errors.size))
+    bias = float(jnp.sum((landweber(y) - mu) ** 2))
+    assert mc - bias > 5 * bias                                         # the noise term dominates the error
+    assert surrogate ** 2 * mu.size == pytest.approx(mc, abs=4 * se + 0.02 * mc)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True, "0"])
+def test_gradient_surrogate_rejects_bad_probe_seeds(tmp_path, seed):
+    from lamino.studies.gradient import expected_rmse_function
+
+    spec = load_spec(_write(tmp_path))
+    with pytest.raises(ValueError) as err:
+        expected_rmse_function(spec, spec.points()[0], seed=seed)
+    message = str(err.value)
+    assert message.startswith(f"seed={seed!r} is not allowed") and "4294967295" in message and "\n" not in message
 
 
 def test_planner_gradient_is_stored_printed_and_reported(reference, tmp_path, monkeypatch, capsys):

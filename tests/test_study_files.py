@@ -55,8 +55,8 @@ def _fake_result(spec, point) -> PointResult:
     (("description = ", "descripton = "), ["[study] descripton", "unknown key", "name, description"]),
     (("noise = true", "noise = \"no\""), ["[simulate] noise", "'no'", "true or false"]),
     (("n_bins = 1", "n_bins = 0"), ["[simulate] n_bins", "≥ 1"]),
-    (("seeds = [0]", "seeds = [-1]"), ["[sweep] seeds", "-1", "≥ 0"]),
-    (("seed = 0", "seed = -3"), ["[phantom] seed", "≥ 0"]),
+    (("seeds = [0]", "seeds = [-1]"), ["[sweep] seeds", "-1", "from 0 to 4294967295"]),
+    (("seed = 0", "seed = -3"), ["[phantom] seed", "from 0 to 4294967295"]),
     (("n_views = [8, 12]", "n_views = [1, 12]"), ["[sweep] n_views", "≥ 2"]),
     (("[recon]\n", "[geometry]\nn_views = 1\n\n[recon]\n"), ["[geometry] n_views", "≥ 2"]),
     (("[recon]\n", "[geometry]\ntilt_deg = \"30\"\n\n[recon]\n"), ["[geometry] tilt_deg", "[0, 90)"]),
@@ -115,6 +115,25 @@ def test_atomic_write_names_its_writer_and_clean_temporaries_keeps_live_ones(tmp
     removed = clean_temporaries(str(tmp_path))
     assert sorted(removed) == sorted([str(dead), str(legacy_old)])
     assert sorted(os.listdir(tmp_path)) == sorted(["a.h5", live.name, legacy_new.name])
+
+
+def test_temporary_folders_name_their_writer_and_only_dead_writers_folders_are_cleaned(tmp_path):
+    from lamino.io.files import temporary_folder
+
+    made = temporary_folder(str(tmp_path / "report"))
+    assert os.path.basename(made).startswith(f".report.lamino-{os.getpid()}-") and os.path.isdir(made)
+    os.rmdir(made)
+    old = time.time() - 7200
+    dead = tmp_path / f".report.lamino-{_dead_pid()}-abcdefgh"            # a report build of a killed run
+    live = tmp_path / f".report.lamino-{os.getpid()}-abcdefgh"            # one being built now
+    unnamed = tmp_path / ".report.abcdefgh"                                # a hidden folder lamino did not name
+    for d in (dead, live, unnamed):
+        (d / "figs").mkdir(parents=True)
+        (d / "figs" / "a.png").write_bytes(b"x")
+        os.utime(d, (old, old))
+    assert clean_temporaries(str(tmp_path), prefix="report") == [str(dead)]
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, unnamed.name])
+    assert (live / "figs" / "a.png").exists()
 
 
 def test_folder_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import socket
 import tempfile
 import time
@@ -14,9 +15,9 @@ import warnings
 from collections.abc import Iterator
 
 __all__ = ["FolderLock", "atomic_write", "check_output_file", "check_output_folder", "clean_temporaries",
-           "new_file", "pid_alive"]
+           "new_file", "pid_alive", "temporary_folder"]
 
-#: temporary names of :func:`atomic_write`: ``.<name>.lamino-<pid>-<random><suffix>``
+#: temporary names of :func:`atomic_write` and :func:`temporary_folder`: ``.<name>.lamino-<pid>-<random><suffix>``
 TEMP_MARK = ".lamino-"
 _TEMP = re.compile(r"^\.(?P<name>.+)\.lamino-(?P<pid>\d+)-[A-Za-z0-9_]+")
 LOCK_NAME = ".lamino.lock"
@@ -46,6 +47,14 @@ def atomic_write(path: str, suffix: str = "") -> Iterator[str]:
         raise
 
 
+def temporary_folder(path: str) -> str:
+    """Create and return an empty hidden folder beside ``path``, named like :func:`atomic_write`'s temporaries
+    (``.<name>.lamino-<pid>-<random>``), so :func:`clean_temporaries` deletes it once its writer is dead. The
+    caller renames it into place or deletes it."""
+    path = os.path.abspath(os.fspath(path))
+    return tempfile.mkdtemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}{TEMP_MARK}{os.getpid()}-")
+
+
 def new_file(path, overwrite: bool) -> str:
     """``path`` as a string, refused (one-line ValueError) if it exists and ``overwrite`` is false."""
     path = os.fspath(path)
@@ -73,10 +82,11 @@ def clean_temporaries(folder: str, prefix: str = "", min_age_s: float = 60.0, un
         -> list[str]:
     """Delete temporaries of dead writers in ``folder`` (not recursive); return the deleted paths.
 
-    A temporary of :func:`atomic_write` (``.<name>.lamino-<pid>-…``) is deleted when its writer is not alive on
-    this host and it is older than ``min_age_s``; another hidden ``.<name>.…`` file (an older lamino's
-    temporary) only when older than ``unknown_age_s``. ``prefix`` restricts the clean-up to temporaries of
-    files whose name starts with it. A live writer's file is never touched."""
+    A temporary of :func:`atomic_write` or :func:`temporary_folder` (``.<name>.lamino-<pid>-…``, a file or a
+    folder, deleted with its contents) is deleted when its writer is not alive on this host and it is older than
+    ``min_age_s``; another hidden ``.<name>.…`` file (not folder: an older lamino's temporary) only when older
+    than ``unknown_age_s``. ``prefix`` restricts the clean-up to temporaries of files whose name starts with it.
+    A live writer's file or folder is never touched."""
     removed = []
     try:
         names = os.listdir(folder)
@@ -87,18 +97,26 @@ def clean_temporaries(folder: str, prefix: str = "", min_age_s: float = 60.0, un
         if not name.startswith("." + prefix) or name == LOCK_NAME or name in (".", ".."):
             continue
         path = os.path.join(folder, name)
+        m = _TEMP.match(name)
         try:
-            if not os.path.isfile(path) or os.path.islink(path):
+            if os.path.islink(path):
+                continue
+            is_dir = os.path.isdir(path)
+            if not (os.path.isfile(path) or (is_dir and m)):
                 continue
             age = now - os.path.getmtime(path)
         except OSError:
             continue
-        m = _TEMP.match(name)
         if m:
             stale = age > min_age_s and not pid_alive(int(m.group("pid")))
         else:
             stale = age > unknown_age_s and name.count(".") >= 2     # ".<name>.<random>…" of an older lamino
         if stale:
+            if is_dir:
+                shutil.rmtree(path, ignore_errors=True)
+                if not os.path.lexists(path):
+                    removed.append(path)
+                continue
             with contextlib.suppress(OSError):
                 os.remove(path)
                 removed.append(path)

@@ -30,11 +30,14 @@ __all__ = ["beam_hardening_curve", "bin_projections", "crop_projections", "flat_
 RING_METHODS = ("robust", "gaussian")
 
 
-def _projections(proj, geometry: Geometry | None = None) -> np.ndarray:
-    """``proj`` as a float32 (n_views, rows, cols) array, checked against ``geometry`` when given."""
+def _projections(proj, geometry: Geometry | None = None, finite: bool = True) -> np.ndarray:
+    """``proj`` as a float32 (n_views, rows, cols) array, checked against ``geometry`` when given and, with
+    ``finite``, for NaN and inf (a ValueError saying how many)."""
     arr = np.asarray(proj, dtype=np.float32)
     if arr.ndim != 3:
         raise ValueError(f"projections with shape {arr.shape} are not allowed: give (n_views, rows, cols)")
+    if finite:
+        _checks.finite("projections", arr)
     if geometry is not None:
         if not isinstance(geometry, Geometry):
             raise ValueError(f"geometry={type(geometry).__name__} is not allowed: give a lamino.geometry.Geometry")
@@ -112,6 +115,7 @@ def beam_hardening_curve(energies_kev, weights, material: str | Material, thickn
     """
     e, w, mat = _spectrum(energies_kev, weights, material)
     t = np.asarray(thickness_mm, dtype=float)
+    _checks.finite("thickness_mm", t)
     mu = np.asarray(mat.mu(e), dtype=float)
     trans = np.exp(-np.multiply.outer(t, mu)) @ (w / w.sum())
     return -np.log(trans)
@@ -160,6 +164,7 @@ def linearize_beam_hardening(proj, energies_kev, weights, material: str | Materi
         ``[0, c_1, …, c_degree]`` in ascending powers (``numpy.polynomial.polynomial.polyval`` order).
     """
     p = np.asarray(proj, dtype=np.float32)
+    _checks.finite("projections", p)
     e, w, mat = _spectrum(energies_kev, weights, material)
     t_max = _checks.positive("max_thickness_mm", max_thickness_mm, " mm")
     if not _checks.is_int(degree) or not 1 <= degree <= 8:
@@ -246,12 +251,14 @@ def crop_projections(proj, geometry: Geometry, rows: slice | None = None,
     """Keep detector ``rows`` and ``cols`` (slices with step 1, None = all); returns ``(cropped, geometry)``.
 
     ``det_offset`` moves the detector centre to the centre of the kept region so that every object point
-    projects onto the same pixel as before (shifted by the crop start).
+    projects onto the same pixel as before (shifted by the crop start). NaN or inf are allowed only outside the
+    kept region (cropping bad edges away is allowed).
     """
-    p = _projections(proj, geometry)
+    p = _projections(proj, geometry, finite=False)
     _, n_rows, n_cols = p.shape
     r0, r1 = _slice(rows, n_rows, "rows")
     c0, c1 = _slice(cols, n_cols, "cols")
     shift = (r0 + (r1 - r0 - 1) / 2 - (n_rows - 1) / 2, c0 + (c1 - c0 - 1) / 2 - (n_cols - 1) / 2)
     cropped = np.ascontiguousarray(p[:, r0:r1, c0:c1])
+    _checks.finite("cropped projections", cropped)
     return cropped, _resampled_geometry(geometry, (r1 - r0, c1 - c0), (1, 1), shift)

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lamino import _checks
 from lamino.projector import Projector
 from lamino.recon import coarser_grid, operator_norm
 from lamino.simulate.simulate import detected_spectrum
@@ -38,8 +39,10 @@ from lamino.studies.spec import StudySpec
 def expected_rmse_function(spec: StudySpec, point: dict[str, Any], iterations: int = 10, probes: int = 2,
                            coarsen: int = 1, seed: int = 0):
     """``f(tilt_deg) -> expected RMSE (1/mm)`` of the surrogate in the module docstring, for ``point``'s
-    scanner, views and exposure; a JAX function (jit / grad it)."""
+    scanner, views and exposure; a JAX function (jit / grad it). ``seed`` (in [0, 2**32)) draws the probes."""
     from lamino import phantoms
+
+    seed = _checks.seed("seed", seed)
 
     scanner = build_scanner(spec, point)
     grid = study_grid(spec)

@@ -12,7 +12,9 @@
 
 and writes a self-contained page (inline CSS, no scripts, no external resources) with the recommended protocol,
 the planner's reason, the objective and constraints, the figures and a table of every configuration. The report
-is built in a temporary folder beside ``out`` and renamed into place, so a crash never leaves half a report.
+is built in a temporary folder beside ``out`` and renamed into place, so a crash never leaves half a report; the
+folder is named like every lamino temporary (``.<out name>.lamino-<pid>-…``, :func:`lamino.io.files.temporary_folder`),
+so those of a killed writer are deleted by the next report or study run there.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from lamino._plotting import save_figure, show_slice
 from lamino.geometry import Geometry, VolumeGrid
+from lamino.io.files import clean_temporaries, temporary_folder
 from lamino.studies.metrics.coverage import plot_fourier_coverage
 from lamino.studies.planner import Configuration, PlanResult
 from lamino.studies.scoring import METRICS
@@ -84,7 +86,8 @@ def write_report(store: ResultStore, plan: PlanResult, out: str, overwrite: bool
         raise ValueError(f"plan={type(plan).__name__} is not allowed: give the PlanResult of lamino.studies.planner")
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".report-", dir=parent)
+    clean_temporaries(parent, prefix=os.path.basename(out))       # builds of this report by dead processes
+    tmp = temporary_folder(out)
     try:
         _build(store, plan, tmp, out)
         _replace_folder(tmp, out)
@@ -118,7 +121,7 @@ def _replace_folder(tmp: str, out: str) -> None:
     old = None
     if os.path.lexists(out):
         if os.path.isdir(out) and not os.path.islink(out):
-            old = tempfile.mkdtemp(prefix=".report-old-", dir=os.path.dirname(out))
+            old = temporary_folder(out)
             os.rmdir(old)
             os.replace(out, old)
         else:

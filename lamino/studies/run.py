@@ -216,6 +216,7 @@ def run_study(spec: StudySpec | str, out: str, *, workers: int = 0, dask: str | 
     from lamino.studies.spec import load_spec
 
     spec = load_spec(spec) if isinstance(spec, str) else spec
+    check_study_memory(spec, workers=workers, dask=dask)                  # before anything is written to ``out``
     with ResultStore.create(out, spec, overwrite=overwrite) as store:    # holds the folder's lock until done
         with Runner(spec, store, workers=workers, dask=dask, progress=progress) as runner:
             runner.run(spec.points(), stage="grid", desc=spec.name)
@@ -230,3 +231,49 @@ def run_study(spec: StudySpec | str, out: str, *, workers: int = 0, dask: str | 
                 store.write_extra("gradient", {**gradient, "point": result.recommended.point})
                 result = planner.analyse(store)
     return result
+
+
+def study_memory_bytes(spec: StudySpec) -> tuple[int, dict[str, Any], Any]:
+    """Peak memory (bytes) of the study's largest point, that point and its geometry. :func:`evaluate_point`
+    simulates it (the path lengths, counts and the phantom's voxelisation and μ on the study grid:
+    :func:`lamino.simulate.simulate.estimate_bytes`) and reconstructs it
+    (:func:`lamino.recon.reconstruct.estimate_bytes`) while the scan is still held, so the two estimates add.
+    Points differ in size by their view count and method (a refined tilt repeats a grid point's view count)."""
+    from lamino.recon.reconstruct import estimate_bytes as recon_bytes
+    from lamino.simulate.simulate import estimate_bytes as simulate_bytes
+    from lamino.studies.build import build_geometry, build_scanner, study_grid
+    from lamino.studies.point import _phantom
+
+    phantom, _ = _phantom(spec)
+    grid = study_grid(spec)
+    best: tuple[int, dict[str, Any], Any] | None = None
+    seen = set()
+    for p in spec.points():
+        key = (p["n_views"], p["method"], p.get("trajectory", "cl"))
+        if key in seen:
+            continue
+        seen.add(key)
+        g = build_geometry(spec, p, build_scanner(spec, p))
+        need = simulate_bytes(g, len(phantom.materials), grid, truth=True) + recon_bytes(g, grid, p["method"])
+        if best is None or need > best[0]:
+            best = (need, p, g)
+    assert best is not None                 # a spec has at least one point
+    return best
+
+
+def check_study_memory(spec: StudySpec, workers: int = 0, dask: str | None = None) -> None:
+    """Refuse (one-line ValueError) a study whose largest point, times the points computed at once on this
+    machine (``workers`` processes, or a local Dask cluster's ``workers or 2``), needs more memory than this
+    machine has (:func:`lamino.resources.check_memory`). A remote Dask cluster's memory is its own: not checked."""
+    from lamino.resources import check_memory
+
+    if dask is not None and dask != "local":
+        return
+    at_once = (workers or 2) if dask == "local" else max(1, workers)
+    need, p, g = study_memory_bytes(spec)
+    rows, cols = g.det_shape
+    parallel = f" × {at_once} points at once" if at_once > 1 else ""
+    advice = ("use fewer views, a smaller detector or a coarser [recon] grid"
+              + (", or fewer workers" if at_once > 1 else "") + ", or set LAMINO_MEMORY_GB if more is free")
+    job = f"study {spec.name!r}: its largest point ({p['n_views']} views of {rows}×{cols} pixels, {p['method']})"
+    check_memory(need * at_once, job + parallel, advice)

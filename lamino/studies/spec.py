@@ -15,7 +15,7 @@ Layout (every table but ``[study]``, ``[phantom]``, ``[scanner]`` and ``[sweep]`
                  trajectory = ["cl", "limited-angle"] (limited-angle CT of the flat sample with the same
                  missing Fourier fraction as CL at tilt_deg; default "cl"),
                  time_budget_s = 3600 (exposure per view = budget / n_views − readout; not with exposure_s),
-                 seeds = [0, 1, 2] or repeats = 3 (noise repeats)
+                 seeds = [0, 1, 2] or repeats = 3 (noise repeats: at most 100, seeds in [0, 2**32))
     [metrics]    names = [...] (default: every metric that applies to the phantom)
     [objective]  weights = { crack_dice = 1.0, rmse = -10.0 } (score = Σ weight × metric; negative minimises),
                  constraints = ["crack_dice >= 0.8", "scan_time_s <= 7200"]
@@ -37,6 +37,8 @@ import re
 import tomllib
 from typing import Any
 
+from lamino._checks import SEED_LIMIT
+
 MAX_VIEWS = 100_000                        # projections of one point (as lamino.studies.dataset.MAX_VIEWS)
 SWEEP_AXES = ("tilt_deg", "n_views", "exposure_s", "kvp", "method", "trajectory")
 TRAJECTORIES = ("cl", "limited-angle")
@@ -49,6 +51,8 @@ _SIMULATE_BOOLS = ("noise", "blur", "focal_spot", "exact_bins")
 _SIMULATE_METHODS = ("exact", "voxel")
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
 REFINE = ("golden", "none")
+#: most noise seeds (``[sweep] seeds`` or ``repeats``) a study may ask for: each multiplies every point of the sweep
+MAX_SEEDS = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,8 +278,8 @@ def _phantom(table: dict, err: _Errors) -> dict:
         err.fail("[phantom] name", f"= {name!r}", f"choose one of {', '.join(phantoms.names())}")
     _keys(table, ("name", "seed", "params"), "phantom", err)
     seed = table.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        err.fail("[phantom] seed", f"= {seed!r}", "give an integer ≥ 0")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
+        err.fail("[phantom] seed", f"= {seed!r}", f"give an integer from 0 to {SEED_LIMIT - 1}")
     params = table.get("params", {})
     if not isinstance(params, dict):
         err.fail("[phantom] params", f"= {params!r}", "give a table of the phantom's keyword arguments")
@@ -367,12 +371,14 @@ def _sweep(table: dict, defaults: dict, scanner: dict, recon: dict, err: _Errors
         err.fail("[sweep] seeds", "together with repeats", "give one of the two")
     if "repeats" in table:
         n = table["repeats"]
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            err.fail("[sweep] repeats", f"= {n!r}", "give an integer ≥ 1")
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_SEEDS:
+            err.fail("[sweep] repeats", f"= {n!r}", f"give an integer from 1 to {MAX_SEEDS}")
         seeds = tuple(range(n))
     else:
-        seeds = tuple(_values(table, "seeds", 0, lambda v: isinstance(v, int) and v >= 0,
-                              "give integer seeds ≥ 0", err))
+        seeds = tuple(_values(table, "seeds", 0, lambda v: isinstance(v, int) and 0 <= v < SEED_LIMIT,
+                              f"give integer seeds from 0 to {SEED_LIMIT - 1}", err))
+        if len(seeds) > MAX_SEEDS:
+            err.fail("[sweep] seeds", f"has {len(seeds)} values", f"give at most {MAX_SEEDS} noise seeds")
     return sweep, seeds, (float(budget) if budget is not None else None)
 
 

@@ -248,8 +248,9 @@ class ResultStore:
 
 
 def _clean_report_temporaries(folder: str, min_age_s: float = 3600.0) -> None:
-    """Delete ``.report-*`` build folders of a report writer killed midway, once older than ``min_age_s``
-    (their names do not say who wrote them, and ``study report`` takes no lock)."""
+    """Delete ``.report-*`` build folders of an older lamino's report writer killed midway, once older than
+    ``min_age_s`` (their names do not say who wrote them; today's are named by their writer's pid and removed by
+    ``clean_temporaries``)."""
     now = time.time()
     for name in os.listdir(folder):
         path = os.path.join(folder, name)
