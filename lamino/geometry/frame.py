@@ -32,7 +32,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.ndimage
 
 
 def split_vectors(vectors):
@@ -140,10 +139,22 @@ def measured_fraction(vectors, beam: str, det_shape: tuple[int, int], grid, marg
     out = np.clip(_views_inside(vectors, beam, det_shape, coarse, margin, taper, w / w.sum()), 0.0, 1.0)
     if step == 1:
         return out
-    index = [np.arange(n) / step for n in grid.shape]
-    index = np.meshgrid(*index, indexing="ij", sparse=True)
-    index = [np.broadcast_to(i, grid.shape) for i in index]
-    return scipy.ndimage.map_coordinates(out, index, order=1, mode="nearest").astype(np.float32)
+    for axis, n in enumerate(grid.shape):                   # trilinear: one linear interpolation per axis
+        out = np.moveaxis(np.tensordot(_linear_weights(n, out.shape[axis], step), out, axes=(1, axis)), 0, axis)
+    return out.astype(np.float32)
+
+
+def _linear_weights(n: int, n_coarse: int, step: int) -> np.ndarray:
+    """(n, n_coarse) weights that interpolate samples at 0, step, 2·step, … linearly onto 0 … n − 1 (constant
+    beyond the last sample)."""
+    pos = np.minimum(np.arange(n) / step, n_coarse - 1)
+    lo = np.minimum(np.floor(pos).astype(int), max(n_coarse - 2, 0))
+    frac = pos - lo
+    w = np.zeros((n, n_coarse))
+    w[np.arange(n), lo] = 1.0 - frac
+    if n_coarse > 1:
+        w[np.arange(n), lo + 1] += frac
+    return w
 
 
 def _coarse_grid(grid, step: int):

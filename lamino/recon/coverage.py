@@ -14,6 +14,11 @@ Voxels with F = 1 (measured in every view, away from the edges) are untouched. W
 estimate rests on a limited arc of views and it is faded to 0 at F = :data:`FADE` (smooth step), so that
 what a scan did not measure reads as 0, not as streaks.
 
+Where it is reliable (:func:`reliable_region`, F ≥ :data:`RELIABLE`): on a 16 mm plate seen through a 5.2 mm
+detector (tests/test_recon_roi.py, parallel and cone CL at 30°), the RMS difference from the reconstruction of an
+untruncated detector, relative to that reconstruction's standard deviation, is 1.2 % where F = 1, 2.5 % for
+0.9 ≤ F < 1, 6.5 % for 0.75 ≤ F < 0.9 and 21 % for 0.5 ≤ F < 0.75 (zero-padded FBP: 77 %, 120 %, 220 %, 210 %).
+
 F is smooth on the scale of the taper, so it is evaluated on a grid :func:`coarse_step` times coarser and
 interpolated trilinearly (cost: well under a tenth of the backprojection).
 """
@@ -32,6 +37,7 @@ from lamino.geometry.frame import detector_window, measured_fraction
 TAPER_PIXELS = 2.0      # width (pixels) of the window's rise at each detector edge
 FULL = 0.5              # F at and above which a voxel is normalised and kept
 FADE = 0.2              # F at and below which a voxel is set to 0
+RELIABLE = 0.9          # F from which region-of-interest FBP is reliable (module docstring)
 _COARSE_POINTS = 32     # points along the largest axis at which F is evaluated
 
 
@@ -61,3 +67,9 @@ def normalise(volume: jax.Array, fraction: np.ndarray) -> jax.Array:
     s = jnp.clip((f - FADE) / (FULL - FADE), 0.0, 1.0)
     keep = s * s * (3.0 - 2.0 * s)
     return jnp.where(f > FADE, volume * keep / jnp.maximum(f, FADE), 0.0)
+
+
+def reliable_region(geometry: Geometry, grid: VolumeGrid) -> np.ndarray:
+    """Voxels (nz, ny, nx) bool whose soft measured fraction F is at least :data:`RELIABLE`: what
+    region-of-interest FBP reconstructs within a few % of an untruncated scan (module docstring)."""
+    return soft_fraction(geometry, grid) >= RELIABLE

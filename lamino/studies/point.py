@@ -23,6 +23,7 @@ import numpy as np
 from lamino import phantoms
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.recon import reconstruct
+from lamino.recon.coverage import reliable_region
 from lamino.simulate import simulate
 from lamino.studies.build import build_geometry, build_scanner, study_grid
 from lamino.studies.scoring import DENSE_VIEWS, ScoringInput, score
@@ -35,9 +36,9 @@ _LENGTHS_KEEP = 2
 
 
 def scoring_region(spec: StudySpec, grid: VolumeGrid) -> np.ndarray:
-    """Voxels that every trajectory of the sweep (each tilt and trajectory) measures completely, so all points
+    """Voxels that every trajectory of the sweep (each tilt and trajectory) reconstructs reliably, so all points
     are scored on the same region (a wide flat sample in CL is truncated at the detector's edges, differently
-    at each tilt). Views are sampled every 10°, with a margin of 1.5 pixels."""
+    at each tilt): :func:`lamino.recon.coverage.reliable_region`, with views sampled every 10°."""
     key = f"region:{spec.fingerprint}"
     if key not in _CACHE:
         region = np.ones(grid.shape, bool)
@@ -45,7 +46,7 @@ def scoring_region(spec: StudySpec, grid: VolumeGrid) -> np.ndarray:
         for tilt in spec.sweep["tilt_deg"]:
             for trajectory in spec.sweep["trajectory"]:
                 g = build_geometry(spec, {**base, "tilt_deg": tilt, "trajectory": trajectory, "n_views": 36})
-                region &= g.field_of_view(grid, margin=1.5)
+                region &= reliable_region(g, grid)
         _CACHE[key] = region
     return _CACHE[key]
 
@@ -96,7 +97,7 @@ def evaluate_point(spec: StudySpec, point: dict[str, Any], stage: str = "grid") 
         t_sim = time.perf_counter()
         rec = reconstruct(scan.line_integrals(), geometry, grid, point["method"],
                           iterations=spec.recon.get("iterations"), lam=spec.recon.get("lam"),
-                          filter=spec.recon.get("filter", "ram-lak"))
+                          filter=spec.recon.get("filter", "ram-lak"), sample_size=phantom.sample_size)
         recon = np.asarray(rec.volume)
         t_rec = time.perf_counter()
         voxels = _voxels(phantom, key, grid)
