@@ -43,7 +43,7 @@ def default_tv_weight(projections, geometry: Geometry, grid: VolumeGrid, fractio
     except ValueError:
         start = np.asarray(sirt(projections, geometry, grid, iterations=10, sample_size=sample_size).volume)
     scale = float(np.percentile(np.abs(start), 99))
-    norm_grid = grid if sample_size is None else measured_support(geometry, grid, sample_size, 10, "fista-tv").grid
+    norm_grid = grid if sample_size is None else measured_support(geometry, grid, sample_size, 10, "fista_tv").grid
     return fraction * scale * operator_norm(Projector(geometry, norm_grid)) ** 2
 
 
