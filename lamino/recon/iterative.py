@@ -27,8 +27,9 @@ iteration k = 1, 2, … with the current volume, on the finest grid only; return
 
 Region of interest: ``sample_size`` = (z, y, x) mm, the sample box centred on the sample-frame origin (as in
 :func:`lamino.recon.fbp.fbp`). A flat sample wider than the field of view puts attenuation from outside the
-requested grid into every truncated ray; a solver on that grid alone is then far off (CGLS ~300 % relative RMS
-on the plate of tests/test_recon_roi_iterative.py). With ``sample_size`` the solver runs on the *measured
+requested grid into every truncated ray; a solver on that grid alone is then far off (on the plate of
+tests/test_recon_roi_iterative.py, relative RMS against the untruncated solve: CGLS 850 %, SIRT 280 %; with
+``sample_size`` 3 % and 0.2 %). With ``sample_size`` the solver runs on the *measured
 support* (:func:`lamino.recon.truncation.measured_support`): the voxels of the sample box that measured rays
 cross, on the requested grid enlarged by whole voxels (same voxel size and alignment), with A restricted to
 them (A M, M Aᵀ; x = 0 outside after every update), and returns the requested grid, a sub-block of it. Every
