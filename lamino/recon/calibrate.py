@@ -38,7 +38,10 @@ Parameters (``params``; all estimates are changes of the given, nominal ``geomet
   degenerate: estimate one of them.
 
 The reconstruction grid must hold the whole sample; signal from outside it, truncated views, and strong
-model errors (e.g. sharp features much smaller than a voxel) bias F and hence θ.
+model errors (e.g. sharp features much smaller than a voxel) bias F and hence θ. For a flat sample wider than
+the field of view give ``sample_size``: x is then the sample's measured support (the grid enlarged to every
+voxel of the sample box that measured rays cross, A restricted to it; :mod:`lamino.recon.truncation`), which
+explains truncated rows, so F is unbiased again.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from lamino import _checks
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.projector import Projector
 from lamino.recon.preprocess import bin_projections
+from lamino.recon.truncation import check_sample_size, measured_support
 
 __all__ = ["PARAMS", "Calibration", "calibrate"]
 
@@ -153,28 +157,34 @@ def _cgls(fwd, adj, data, x0, iterations: int, batched: bool = False):
     return x, r
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _misfit_at(model: _Model, theta, b, iterations: int):
-    """F(θ, x_θ) = ‖A(θ) x_θ − b‖² / ‖b‖², x_θ from ``iterations`` CGLS iterations from zero."""
-    fwd, adj = model.operators(theta)
+def _masked(fwd, adj, mask):
+    """A M and M Aᵀ with M = diag(``mask``): unknowns only where ``mask`` is 1 (the measured support)."""
+    return (lambda x: fwd(x * mask)), (lambda y: adj(y) * mask)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _misfit_at(model: _Model, theta, b, mask, iterations: int):
+    """F(θ, x_θ) = ‖A(θ) M x_θ − b‖² / ‖b‖², x_θ from ``iterations`` CGLS iterations from zero (M: ``mask``)."""
+    fwd, adj = _masked(*model.operators(theta), mask)
     _, r = _cgls(fwd, adj, b, jnp.zeros(model.grid.shape, jnp.float32), iterations)
     return jnp.vdot(r, r) / jnp.vdot(b, b)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
-def _step(model: _Model, theta, x0, b, iterations: int):
+@functools.partial(jax.jit, static_argnums=(0, 5))
+def _step(model: _Model, theta, x0, b, mask, iterations: int):
     """One alternation at θ: the variable-projection Gauss–Newton system of min_θ min_x ‖A(θ) x − b‖² at the
     current volume ``x0``, and ``iterations`` more CGLS iterations on x. Returns (x, misfit, H, g), misfit,
     H and g at ``x0`` and divided by ‖b‖².
 
     J = ∂(A(θ) x)/∂θ by ``jax.jacfwd`` through the projector. As x follows θ, the reduced Jacobian is
     Ĵ = (I − P_A) J, P_A the projector onto the range of A (Golub & Pereyra, SIAM J. Numer. Anal. 10, 413,
-    1973; Kaufman, BIT 15, 49, 1975), with P_A J_j = A y_j from ``iterations`` CGLS iterations on J_j. Then
+    1973; Kaufman, BIT 15, 49, 1975), with P_A J_j = A y_j from ``iterations`` CGLS iterations on J_j (A
+    restricted to the voxels of ``mask``, which ``x0`` respects). Then
     H = Ĵᵀ Ĵ and g = Ĵᵀ r with r = A x − b, and the step is −H⁻¹ g. (With x held fixed, J alone overestimates
     the curvature and the alternation crawls.) The x update and the y_j solves run as one batched CGLS.
     """
     n = len(model.names)
-    fwd, adj = model.operators(theta)
+    fwd, adj = _masked(*model.operators(theta), mask)
     # Jacobian columns one forward-mode derivative at a time (lax.map, not a batched jacfwd: compiles faster)
     jac = jax.lax.map(lambda e: jax.jvp(lambda th: model.forward(th, x0), (theta,), (e,))[1],
                       jnp.eye(n, dtype=theta.dtype))                                     # (n, *proj_shape)
@@ -195,12 +205,15 @@ class _Level:
     model: _Model
     b: jax.Array
     bounds: dict[str, tuple[float, float]]
+    mask: jax.Array
 
     @classmethod
     def make(cls, b, geometry: Geometry, grid: VolumeGrid, names: tuple[str, ...],
-             bounds: dict[str, tuple[float, float]]) -> _Level:
+             bounds: dict[str, tuple[float, float]], mask=None) -> _Level:
+        """``mask`` (grid.shape, 1 = unknown, 0 = fixed at 0): the measured support; None: the whole grid."""
         model = _Model(geometry, grid, names, _search_box(geometry, names, bounds))
-        return cls(model, jnp.asarray(b, jnp.float32), bounds)
+        mask = jnp.ones(grid.shape, jnp.float32) if mask is None else jnp.asarray(mask, jnp.float32)
+        return cls(model, jnp.asarray(b, jnp.float32), bounds, mask)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -215,10 +228,10 @@ class _Level:
         return self.model.geometry
 
     def misfit_at(self, theta: np.ndarray, iterations: int) -> float:
-        return float(_misfit_at(self.model, jnp.asarray(theta, jnp.float32), self.b, iterations))
+        return float(_misfit_at(self.model, jnp.asarray(theta, jnp.float32), self.b, self.mask, iterations))
 
     def step(self, theta: np.ndarray, x, iterations: int):
-        return _step(self.model, jnp.asarray(theta, jnp.float32), x, self.b, iterations)
+        return _step(self.model, jnp.asarray(theta, jnp.float32), x, self.b, self.mask, iterations)
 
 
 def _search_box(geometry: Geometry, names: tuple[str, ...],
@@ -322,8 +335,9 @@ def _check_params(params) -> tuple[str, ...]:
 
 
 def _coarse_level(b: np.ndarray, geometry: Geometry, grid: VolumeGrid, names: tuple[str, ...],
-                  bounds: dict[str, tuple[float, float]], factor: int, max_views: int) -> _Level:
-    """Binned projections, every k-th view (at most ``max_views``) and a grid with ``factor`` × larger voxels."""
+                  bounds: dict[str, tuple[float, float]], factor: int, max_views: int, mask=None) -> _Level:
+    """Binned projections, every k-th view (at most ``max_views``) and a grid with ``factor`` × larger voxels;
+    ``mask`` (of ``grid``) resampled to it, a coarse voxel kept where it touches the fine mask."""
     step = max(1, math.ceil(geometry.n_views / max_views))
     if step > 1:
         geometry = geometry.replace(angles_deg=geometry.angles_deg[::step])
@@ -332,13 +346,15 @@ def _coarse_level(b: np.ndarray, geometry: Geometry, grid: VolumeGrid, names: tu
         b, geometry = bin_projections(b, geometry, factor)
         grid = VolumeGrid(tuple(max(1, math.ceil(n / factor)) for n in grid.shape),
                           tuple(s * factor for s in grid.voxel_size), grid.center)
-    return _Level.make(b, geometry, grid, names, bounds)
+        if mask is not None:
+            mask = jax.image.resize(jnp.asarray(mask, jnp.float32), grid.shape, method="linear") > 0
+    return _Level.make(b, geometry, grid, names, bounds, mask)
 
 
 def calibrate(projections, geometry: Geometry, grid: VolumeGrid, params=("cor_offset", "tilt_deg"), *,
               search: dict[str, float] | None = None, points: int = 7, coarse_bin: int = 2,
               coarse_views: int = 20, iterations: int = 10, outer: int = 8,
-              tol: dict[str, float] | None = None) -> Calibration:
+              tol: dict[str, float] | None = None, sample_size=None) -> Calibration:
     """Estimate misaligned geometry parameters from the data by projection matching (see the module text).
 
     Args:
@@ -357,6 +373,10 @@ def calibrate(projections, geometry: Geometry, grid: VolumeGrid, params=("cor_of
         iterations: CGLS iterations per reconstruction (coarse scan) and per Gauss–Newton step (fine).
         outer: maximum Gauss–Newton steps of the fine level.
         tol: stop after two steps below this, per parameter (mm or degrees); defaults: 0.02 pixel, 0.005°.
+        sample_size: (z, y, x) mm of a flat sample wider than the field of view (a box centred on the origin,
+            as in :func:`lamino.recon.fbp.fbp`): the reconstructions run on the measured support of ``grid``
+            under the nominal geometry (:func:`lamino.recon.truncation.measured_support`, enlarged and masked),
+            so truncated rows are explained. Without it a grid smaller than the sample biases θ.
 
     Returns:
         A :class:`Calibration` with the calibrated geometry, the estimates, the history and a report.
@@ -374,6 +394,7 @@ def calibrate(projections, geometry: Geometry, grid: VolumeGrid, params=("cor_of
     if not isinstance(grid, VolumeGrid):
         raise ValueError(f"grid={type(grid).__name__} is not allowed: give a lamino.geometry.VolumeGrid")
     b = np.asarray(projections, dtype=np.float32)
+    check_sample_size(sample_size)
     expected = (geometry.n_views, *geometry.det_shape)
     if b.shape != expected:
         raise ValueError(f"projections with shape {b.shape} are not allowed: the geometry expects {expected}")
@@ -409,10 +430,17 @@ def calibrate(projections, geometry: Geometry, grid: VolumeGrid, params=("cor_of
     theta = np.zeros(len(names))
     lines = [f"calibrate: {geometry.beam} beam, {geometry.n_views} views, detector {expected[1]}×{expected[2]}, "
              f"grid {'×'.join(map(str, grid.shape))}; params {', '.join(names)}"]
+    mask = None
+    if sample_size is not None:
+        support = measured_support(geometry, grid, sample_size, peak_volumes=5 * (1 + len(names)),
+                                   job="calibration")
+        grid, mask = support.grid, support.mask
+        lines.append(f"  measured support of the sample {list(map(float, sample_size))} mm: grid "
+                     f"{'×'.join(map(str, grid.shape))}, {int(mask.sum())} voxels")
 
     # coarse level: binned projections, fewer views, larger voxels; a wide and a narrow sweep of 1-D scans
     f_bin = coarse_bin if min(geometry.det_shape) // coarse_bin >= 8 else 1
-    coarse = _coarse_level(b, geometry, grid, names, bounds, f_bin, coarse_views)
+    coarse = _coarse_level(b, geometry, grid, names, bounds, f_bin, coarse_views, mask)
     f_nominal = coarse.misfit_at(np.zeros(len(names)), iterations)
     spacing = {n: 2.0 * widths[n] / (points - 1) for n in names}
     theta = _scan(coarse, theta, widths, points, iterations, log)
@@ -424,7 +452,7 @@ def calibrate(projections, geometry: Geometry, grid: VolumeGrid, params=("cor_of
     t_fine = time.perf_counter()
 
     # fine level: variable-projection Gauss–Newton through the differentiable projector
-    fine = _Level.make(b, geometry, grid, names, bounds)
+    fine = _Level.make(b, geometry, grid, names, bounds, mask)
     theta, f_fine, n_steps = _refine(fine, theta, np.array([spacing[n] for n in names]),
                                      np.array([tols[n] for n in names]), iterations, outer, log)
     lines.append(f"  fine (full resolution): {n_steps} Gauss–Newton steps, misfit {f_fine:.3e}, "

@@ -24,6 +24,17 @@ which changed little in our 32³ few-view tests — measure before relying on it
 (reuse a built :class:`~lamino.projector.Projector`), ``progress`` (tqdm bar), ``callback(k, x)`` (called after
 iteration k = 1, 2, … with the current volume, on the finest grid only; return True to stop). Constraints:
 ``nonneg`` (x ≥ 0) and ``bounds=(lo, hi)``. Unknown keyword options raise a ValueError naming them.
+
+Region of interest: ``sample_size`` = (z, y, x) mm, the sample box centred on the sample-frame origin (as in
+:func:`lamino.recon.fbp.fbp`). A flat sample wider than the field of view puts attenuation from outside the
+requested grid into every truncated ray; a solver on that grid alone is then far off (on the plate of
+tests/test_recon_roi_iterative.py, relative RMS against the untruncated solve: CGLS 850 %, SIRT 280 %; with
+``sample_size`` 3 % and 0.2 %). With ``sample_size`` the solver runs on the *measured
+support* (:func:`lamino.recon.truncation.measured_support`): the voxels of the sample box that measured rays
+cross, on the requested grid enlarged by whole voxels (same voxel size and alignment), with A restricted to
+them (A M, M Aᵀ; x = 0 outside after every update), and returns the requested grid, a sub-block of it. Every
+measured ray is then explained by unknowns, and the data model b = A x holds without a truncation term.
+``params["support_shape"]`` records the support grid; ``projector`` cannot be combined with it.
 All return a :class:`Reconstruction`.
 """
 
@@ -44,7 +55,7 @@ from tqdm import tqdm
 from lamino import _checks
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.projector import Projector
-from lamino.recon import tv
+from lamino.recon import truncation, tv
 
 __all__ = ["Reconstruction", "operator_norm", "sirt", "cgls", "fista_tv", "coarser_grid"]
 
@@ -67,7 +78,8 @@ class Reconstruction:
         method: ``"sirt"``, ``"cgls"`` or ``"fista_tv"``.
         params: the settings of the call (JSON-friendly scalars) plus ``"iterations_run"`` (on the finest grid),
             ``"stopped"`` (``"iterations"``, ``"tol"`` or ``"callback"``, finest grid) and, for FISTA-TV,
-            ``"operator_norm"`` (‖A‖₂ on the finest grid).
+            ``"operator_norm"`` (‖A‖₂ on the finest grid); with ``sample_size`` also ``"support_shape"`` (the
+            measured support's grid, (nz, ny, nx)) and ``"support_voxels"`` (voxels in the support).
     """
 
     volume: jax.Array
@@ -191,8 +203,16 @@ def _reject_unknown(method: str, unknown: dict) -> None:
         raise ValueError(f"{name}={value!r} is not allowed: {method} has no option {name!r}")
 
 
-def _setup(projections, geometry, grid, projector, x0, iterations, tol, levels, progress, callback):
-    """Validate the common arguments; returns (projector, b, x0, iterations, tol, levels)."""
+def _setup(projections, geometry, grid, projector, x0, iterations, tol, levels, progress, callback,
+           sample_size=None, method="", peak_volumes=5):
+    """Validate the common arguments; returns (projector, b, x0, iterations, tol, levels, support).
+
+    With ``sample_size`` the projector is built on the measured support's grid
+    (:func:`lamino.recon.truncation.measured_support`), ``x0`` (on ``grid``) is embedded in it and ``support`` is
+    the :class:`~lamino.recon.truncation.Support`; else ``support`` is None."""
+    if sample_size is not None and projector is not None:
+        raise ValueError("projector is not allowed with sample_size: give geometry and grid (the solver builds "
+                         "its projector on the measured support)")
     if projector is not None:
         if not isinstance(projector, Projector):
             raise ValueError(f"projector={type(projector).__name__} is not allowed: give a Projector or None")
@@ -215,6 +235,10 @@ def _setup(projections, geometry, grid, projector, x0, iterations, tol, levels, 
         raise ValueError(f"progress={progress!r} is not allowed: give True or False")
     if callback is not None and not callable(callback):
         raise ValueError(f"callback={callback!r} is not allowed: give a callable (k, x) or None")
+    support = None
+    if sample_size is not None:
+        support = truncation.measured_support(geometry, grid, sample_size, peak_volumes, job=method)
+        projector = Projector(geometry, support.grid)
     if projector is None:
         projector = Projector(geometry, grid)
     if tuple(np.shape(projections)) != projector.proj_shape:
@@ -223,11 +247,43 @@ def _setup(projections, geometry, grid, projector, x0, iterations, tol, levels, 
     b = jnp.asarray(projections, jnp.float32)
     _checks.finite("projections", b)
     if x0 is not None:
-        if tuple(np.shape(x0)) != projector.vol_shape:
-            raise ValueError(f"x0 with shape {tuple(np.shape(x0))} is not allowed: expected {projector.vol_shape}")
+        expected = projector.vol_shape if support is None else tuple(grid.shape)
+        if tuple(np.shape(x0)) != expected:
+            raise ValueError(f"x0 with shape {tuple(np.shape(x0))} is not allowed: expected {expected}")
         x0 = jnp.asarray(x0, jnp.float32)
         _checks.finite("x0", x0)
-    return projector, b, x0, iterations, tol, levels
+        if support is not None:
+            x0 = jnp.zeros(support.grid.shape, jnp.float32).at[support.crop].set(x0)
+    return projector, b, x0, iterations, tol, levels, support
+
+
+class _Masked:
+    """A projector restricted to the voxels of ``mask`` (the measured support): A M and M Aᵀ, M = diag(mask)."""
+
+    def __init__(self, projector: Projector, mask):
+        self.projector, self.mask = projector, jnp.asarray(mask, jnp.float32)
+        self.geometry, self.grid = projector.geometry, projector.grid
+        self.vol_shape, self.proj_shape = projector.vol_shape, projector.proj_shape
+
+    def forward(self, x):
+        return self.projector.forward(_times(x, self.mask))
+
+    def adjoint(self, y):
+        return _times(self.projector.adjoint(y), self.mask)
+
+
+@jax.jit
+def _times(a, b):
+    return a * b
+
+
+def _restrict(P, x):
+    """x set to 0 outside the support (``P`` a :class:`_Masked`); unchanged otherwise."""
+    return _times(x, P.mask) if isinstance(P, _Masked) else x
+
+
+def _unmasked(P) -> Projector:
+    return P.projector if isinstance(P, _Masked) else P
 
 
 def coarser_grid(grid: VolumeGrid) -> VolumeGrid:
@@ -275,8 +331,15 @@ class _Loop:
         self.bar.close()
 
 
-def _multilevel(method, run_level, projector, b, x0, levels, params, start):
-    """Run ``run_level(P, x0, loop)`` from the coarsest grid to the finest; concatenate histories."""
+def _multilevel(method, run_level, projector, b, x0, levels, params, start, support=None):
+    """Run ``run_level(P, x0, loop)`` from the coarsest grid to the finest; concatenate histories.
+
+    With a ``support`` (:func:`lamino.recon.truncation.measured_support`) every level's operator is masked to it
+    (:class:`_Masked`; coarse masks: the voxels a resampled mask touches), the callback sees the requested grid,
+    and the result is cropped to it."""
+    if support is not None and params["callback"] is not None:
+        user_callback = params["callback"]
+        params = {**params, "callback": lambda k, x: user_callback(k, x[support.crop])}
     grids = [projector.grid]
     for _ in range(levels - 1):
         grids.append(coarser_grid(grids[-1]))
@@ -286,6 +349,9 @@ def _multilevel(method, run_level, projector, b, x0, levels, params, start):
     for level in range(levels - 1, -1, -1):
         grid = grids[level]
         P = projector if level == 0 else Projector(projector.geometry, grid)
+        if support is not None:
+            mask = support.mask if level == 0 else _resize(jnp.asarray(support.mask, jnp.float32), grid.shape) > 0
+            P = _Masked(P, mask)
         if x is not None:
             x = _resize(x, grid.shape)
         loop = _Loop(method, params["iterations"], params["tol"], params["progress"],
@@ -298,14 +364,18 @@ def _multilevel(method, run_level, projector, b, x0, levels, params, start):
             history.setdefault(key, []).extend(values)
         extra = {**extra, "iterations_run": len(loop.history["residual"]), "stopped": loop.stopped}
     out = {k: v for k, v in params.items() if k not in ("callback", "progress")}
-    return Reconstruction(volume=x, grid=projector.grid, history=history, method=method, params={**out, **extra})
+    grid = projector.grid
+    if support is not None:
+        x, grid = x[support.crop], support.requested
+        extra = {**extra, "support_shape": list(support.grid.shape), "support_voxels": int(support.mask.sum())}
+    return Reconstruction(volume=x, grid=grid, history=history, method=method, params={**out, **extra})
 
 
 # ------------------------------------------------------------------------------------------- SIRT
 def sirt(projections, geometry: Geometry | None = None, grid: VolumeGrid | None = None, iterations: int = 100,
          *, relaxation: float = 1.0, x0=None, nonneg: bool = True, bounds: tuple[float, float] | None = None,
          tol: float | None = None, levels: int = 1, projector: Projector | None = None, progress: bool = False,
-         callback: Callback | None = None, **unknown) -> Reconstruction:
+         callback: Callback | None = None, sample_size=None, **unknown) -> Reconstruction:
     """SIRT: x ← P_C(x + ω C Aᵀ R (b − A x)), R = 1/(A 1), C = 1/(Aᵀ 1) (module docstring).
 
     ``projections`` b (n_views, rows, cols) line integrals; ``geometry`` and ``grid`` (or ``projector``);
@@ -317,8 +387,9 @@ def sirt(projections, geometry: Geometry | None = None, grid: VolumeGrid | None 
     _reject_unknown("sirt", unknown)
     omega = _checks.number("relaxation", relaxation, lambda v: 0 < v < 2, "a value in (0, 2)")
     lo, hi = tv.constraint_bounds(nonneg, bounds)
-    projector, b, x0, iterations, tol, levels = _setup(projections, geometry, grid, projector, x0, iterations,
-                                                        tol, levels, progress, callback)
+    projector, b, x0, iterations, tol, levels, support = _setup(
+        projections, geometry, grid, projector, x0, iterations, tol, levels, progress, callback,
+        sample_size=sample_size, method="sirt", peak_volumes=5)
 
     def run_level(P: Projector, b, x, loop: _Loop):
         ones = jnp.ones(P.vol_shape, jnp.float32)
@@ -327,12 +398,12 @@ def sirt(projections, geometry: Geometry | None = None, grid: VolumeGrid | None 
         if x is None:
             x, ax = jnp.zeros(P.vol_shape, jnp.float32), jnp.zeros_like(b)
         else:
-            x = jnp.clip(x, lo, hi)
+            x = _restrict(P, jnp.clip(x, lo, hi))
             ax = P.forward(x)
         w, res = _sirt_residual(ax, b, r_w)
         previous = float(res)
         for k in range(1, iterations + 1):
-            x = _sirt_update(x, P.adjoint(w), c_w, omega, lo, hi)
+            x = _restrict(P, _sirt_update(x, P.adjoint(w), c_w, omega, lo, hi))
             w, res = _sirt_residual(P.forward(x), b, r_w)
             if loop.record(k, x, res, 0.5 * res * res, previous):
                 break
@@ -340,14 +411,15 @@ def sirt(projections, geometry: Geometry | None = None, grid: VolumeGrid | None 
         return x, {}
 
     params = dict(iterations=iterations, relaxation=omega, nonneg=bool(nonneg), bounds=_bounds_param(bounds),
-                  tol=tol, levels=levels, warm_start=x0 is not None, progress=progress, callback=callback)
-    return _multilevel("sirt", run_level, projector, b, x0, levels, params, start)
+                  tol=tol, levels=levels, warm_start=x0 is not None, progress=progress, callback=callback,
+                  sample_size=_size_param(sample_size))
+    return _multilevel("sirt", run_level, projector, b, x0, levels, params, start, support)
 
 
 # ------------------------------------------------------------------------------------------- CGLS
 def cgls(projections, geometry: Geometry | None = None, grid: VolumeGrid | None = None, iterations: int = 30,
          *, x0=None, tol: float | None = None, levels: int = 1, projector: Projector | None = None,
-         progress: bool = False, callback: Callback | None = None, **unknown) -> Reconstruction:
+         progress: bool = False, callback: Callback | None = None, sample_size=None, **unknown) -> Reconstruction:
     """CGLS (Hestenes–Stiefel CG on AᵀA x = Aᵀ b), unconstrained, one forward + one adjoint per iteration.
 
     r = b − A x, s = Aᵀ r, p = s, γ = ‖s‖²; each iteration: q = A p, α = γ/‖q‖², x += α p, r −= α q,
@@ -357,13 +429,15 @@ def cgls(projections, geometry: Geometry | None = None, grid: VolumeGrid | None 
     """
     start = time.perf_counter()
     _reject_unknown("cgls", unknown)
-    projector, b, x0, iterations, tol, levels = _setup(projections, geometry, grid, projector, x0, iterations,
-                                                        tol, levels, progress, callback)
+    projector, b, x0, iterations, tol, levels, support = _setup(
+        projections, geometry, grid, projector, x0, iterations, tol, levels, progress, callback,
+        sample_size=sample_size, method="cgls", peak_volumes=5)
 
     def run_level(P: Projector, b, x, loop: _Loop):
         if x is None:
             x, r = jnp.zeros(P.vol_shape, jnp.float32), b
         else:
+            x = _restrict(P, x)
             r = _difference(b, P.forward(x))
         previous = float(jnp.linalg.norm(r))
         p, gamma = _cgls_start(P.adjoint(r))
@@ -376,8 +450,8 @@ def cgls(projections, geometry: Geometry | None = None, grid: VolumeGrid | None 
         return x, {}
 
     params = dict(iterations=iterations, tol=tol, levels=levels, warm_start=x0 is not None, progress=progress,
-                  callback=callback)
-    return _multilevel("cgls", run_level, projector, b, x0, levels, params, start)
+                  callback=callback, sample_size=_size_param(sample_size))
+    return _multilevel("cgls", run_level, projector, b, x0, levels, params, start, support)
 
 
 # ------------------------------------------------------------------------------------------- FISTA-TV
@@ -385,7 +459,7 @@ def fista_tv(projections, geometry: Geometry | None = None, grid: VolumeGrid | N
              lam: float | None = None, iterations: int = 100, *, tv_iterations: int = 20, nonneg: bool = True,
              bounds: tuple[float, float] | None = None, x0=None, tol: float | None = None, levels: int = 1,
              projector: Projector | None = None, norm_iterations: int = 20, progress: bool = False,
-             callback: Callback | None = None, **unknown) -> Reconstruction:
+             callback: Callback | None = None, sample_size=None, **unknown) -> Reconstruction:
     """FISTA-TV: minimise ½‖A x − b‖² + λ TV(x) over C (x ≥ 0 with ``nonneg``, lo ≤ x ≤ hi with ``bounds``).
 
     ``lam`` λ ≥ 0 (required; TV in index space, :mod:`lamino.recon.tv`, so λ has the units of b / μ: scale
@@ -403,18 +477,19 @@ def fista_tv(projections, geometry: Geometry | None = None, grid: VolumeGrid | N
     tv_it = _checks.count("tv_iterations", tv_iterations)
     norm_it = _checks.count("norm_iterations", norm_iterations)
     lo, hi = tv.constraint_bounds(nonneg, bounds)
-    projector, b, x0, iterations, tol, levels = _setup(projections, geometry, grid, projector, x0, iterations,
-                                                        tol, levels, progress, callback)
+    projector, b, x0, iterations, tol, levels, support = _setup(
+        projections, geometry, grid, projector, x0, iterations, tol, levels, progress, callback,
+        sample_size=sample_size, method="fista_tv", peak_volumes=10)
 
     def run_level(P: Projector, b, x, loop: _Loop):
-        norm = operator_norm(P, norm_it)
+        norm = operator_norm(_unmasked(P), norm_it)   # ‖A M‖ ≤ ‖A‖: a valid step on the support too
         if not norm > 0:
             raise ValueError("geometry is not allowed: the projector maps the grid to zero (no ray hits it)")
         lip = (1.01 * norm) ** 2
         if x is None:
             x, ax = jnp.zeros(P.vol_shape, jnp.float32), jnp.zeros_like(b)
         else:
-            x = jnp.clip(x, lo, hi)
+            x = _restrict(P, jnp.clip(x, lo, hi))
             ax = P.forward(x)
         y, d = x, _difference(ax, b)
         previous = float(jnp.linalg.norm(d))
@@ -423,6 +498,7 @@ def fista_tv(projections, geometry: Geometry | None = None, grid: VolumeGrid | N
         for k in range(1, iterations + 1):
             x_new, dual = _fista_prox(y, P.adjoint(d), dual, jnp.float32(1.0 / lip), jnp.float32(lam / lip),
                                       jnp.float32(lo), jnp.float32(hi), tv_iterations=tv_it)
+            x_new = _restrict(P, x_new)
             ax_new = P.forward(x_new)
             y, d, t, res, objective = _fista_momentum(x_new, x, ax_new, ax, b, t, jnp.float32(lam))
             x, ax = x_new, ax_new
@@ -433,8 +509,12 @@ def fista_tv(projections, geometry: Geometry | None = None, grid: VolumeGrid | N
 
     params = dict(lam=lam, iterations=iterations, tv_iterations=tv_it, nonneg=bool(nonneg),
                   bounds=_bounds_param(bounds), tol=tol, levels=levels, warm_start=x0 is not None,
-                  norm_iterations=norm_it, progress=progress, callback=callback)
-    return _multilevel("fista_tv", run_level, projector, b, x0, levels, params, start)
+                  norm_iterations=norm_it, progress=progress, callback=callback, sample_size=_size_param(sample_size))
+    return _multilevel("fista_tv", run_level, projector, b, x0, levels, params, start, support)
+
+
+def _size_param(sample_size):
+    return None if sample_size is None else [float(v) for v in sample_size]
 
 
 def _bounds_param(bounds):

@@ -27,6 +27,7 @@ Units: pixels along rows for extents, line integrals for c, 1/mm for filtered ro
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -34,7 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lamino.geometry import Geometry
+from lamino.geometry import Geometry, VolumeGrid, frame
+from lamino.resources import FLOAT32, check_memory
 
 EDGE_PIXELS = 4          # pixels averaged for the value a row is continued with (noise of one pixel / 2)
 UNBOUNDED = 1e9          # extent (pixels) of a sample taken as laterally unbounded
@@ -120,3 +122,152 @@ def filter_extended(rows, extents, response, du: float, n_fft: int):
 
     out = out + tail(c_right, (n - 1) - pos, ext_r) + tail(c_left, pos, ext_l)
     return out.astype(jnp.float32)
+
+
+# ------------------------------------------------------------------------------------- measured support (iterative)
+@dataclasses.dataclass(frozen=True, eq=False)
+class Support:
+    """The measured support of a truncated scan of a flat sample (:func:`measured_support`).
+
+    Attributes:
+        grid: the support grid, same voxel size and alignment as the requested grid, which is its sub-block.
+        mask: bool (nz, ny, nx) of ``grid``: voxels of the sample box that measured rays cross.
+        crop: slices of ``grid`` that give the requested grid.
+        requested: the requested grid.
+    """
+
+    grid: VolumeGrid
+    mask: np.ndarray
+    crop: tuple[slice, slice, slice]
+    requested: VolumeGrid
+
+
+def _corner_rays_bounds(geometry: Geometry, half_z: float, margin: float) -> np.ndarray:
+    """Lateral (x, y) bounds (2, 2) mm [[x_lo, x_hi], [y_lo, y_hi]] of where the rays of the detector's corners
+    (``margin`` pixels beyond the outer pixel edges) meet the planes z = ±``half_z``: the slab points any
+    measured ray reaches lie within them (the preimage of the detector rectangle in a slab is the convex hull of
+    those 8 points per view). ±inf on an axis where a corner ray runs parallel to the planes or behind a cone
+    source (then the sample box bounds it)."""
+    vec = np.asarray(geometry.vectors(), dtype=float)
+    f, d, u, v = frame.split_vectors(vec)
+    rows, cols = geometry.det_shape
+    rr = np.array([-0.5 - margin, rows - 0.5 + margin]) - (rows - 1) / 2
+    cc = np.array([-0.5 - margin, cols - 0.5 + margin]) - (cols - 1) / 2
+    corners = np.stack([d + r * v + c * u for r in rr for c in cc], axis=1)         # (n, 4, 3)
+    if geometry.beam == "cone":
+        origin, direction = np.broadcast_to(f[:, None], corners.shape), corners - f[:, None]
+    else:
+        origin, direction = corners, np.broadcast_to(f[:, None], corners.shape)
+    points = []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for z0 in (-half_z, half_z):
+            t = (z0 - origin[..., 2]) / direction[..., 2]
+            ok = np.isfinite(t) & (np.abs(direction[..., 2]) > 1e-9 * np.linalg.norm(direction, axis=-1))
+            if geometry.beam == "cone":
+                ok &= t > 0
+            if not np.all(ok):
+                return np.array([[-np.inf, np.inf], [-np.inf, np.inf]])
+            points.append(origin[..., :2] + t[..., None] * direction[..., :2])
+    pts = np.concatenate(points, axis=1).reshape(-1, 2)
+    return np.stack([pts.min(axis=0), pts.max(axis=0)], axis=-1)
+
+
+def _measured(geometry: Geometry, grid: VolumeGrid, layers: np.ndarray, margin: float) -> np.ndarray:
+    """bool ``grid.shape``: voxels of the z ``layers`` (bool (nz,)) whose centres project within ``margin``
+    pixels of the detector in at least one view (:func:`lamino.geometry.frame.project_points`), views in chunks."""
+    rows, cols = geometry.det_shape
+    vec = np.asarray(geometry.vectors(), dtype=float)
+    y, x = np.meshgrid(grid.axis(1), grid.axis(2), indexing="ij")
+    out = np.zeros(grid.shape, bool)
+    chunk = max(1, int(4e6 // max(1, x.size)))
+    for k in np.flatnonzero(layers):
+        pts = np.stack([x.ravel(), y.ravel(), np.full(x.size, grid.axis(0)[k])], axis=-1)
+        hit = np.zeros(x.size, bool)
+        for s in range(0, len(vec), chunk):
+            todo = ~hit
+            if not todo.any():
+                break
+            rc = frame.project_points(pts[todo], vec[s:s + chunk], geometry.beam, geometry.det_shape)
+            with np.errstate(invalid="ignore"):
+                inside = ((rc[..., 0] >= -0.5 - margin) & (rc[..., 0] <= rows - 0.5 + margin)
+                          & (rc[..., 1] >= -0.5 - margin) & (rc[..., 1] <= cols - 0.5 + margin))
+            hit[todo] = inside.any(axis=0)
+        out[k] = hit.reshape(x.shape)
+    return out
+
+
+def _extra_voxels(first: float, last: float, step: float, lo: float, hi: float) -> tuple[int, int]:
+    """Voxels to add below ``first`` and above ``last`` (centres, mm; spacing ``step``) so that every voxel
+    overlapping [lo, hi] mm is covered (0 where the grid already reaches)."""
+    below = (first - lo) / step + 0.5 if np.isfinite(lo) else 0.0
+    above = (hi - last) / step + 0.5 if np.isfinite(hi) else 0.0
+    return max(0, math.ceil(below - 1e-6) - 1), max(0, math.ceil(above - 1e-6) - 1)
+
+
+def measured_support(geometry: Geometry, grid: VolumeGrid, sample_size, peak_volumes: int = 5,
+                     job: str = "iterative reconstruction") -> Support:
+    """The voxels a truncated scan of the sample box ``sample_size`` = (z, y, x) mm (centred on the origin)
+    measures, on ``grid`` enlarged by whole voxels (same voxel size and alignment, ``grid`` an exact sub-block).
+
+    A voxel is in the support when it overlaps the box (thickness |z| ≤ z/2 and laterally |x| ≤ x/2, |y| ≤ y/2)
+    and its centre projects within half a voxel's footprint (pixels) of the detector in at least one view
+    (:func:`lamino.geometry.frame.project_points`), i.e. some measured ray crosses it. The candidate region is
+    first bounded by the detector's corner rays met with the slab's top and bottom planes
+    (:func:`_corner_rays_bounds`). Every ray of the data crosses only support voxels, so an iterative solver on
+    the support explains truncated rows completely. Results are cached per (geometry, grid, sample_size); the
+    mask is read-only.
+
+    Raises a one-line ValueError for a bad ``sample_size``, for a ``grid`` with no voxel in the support, and
+    (:func:`lamino.resources.check_memory`) when the support grid with ``peak_volumes`` float32 volumes plus 5
+    projection sets would not fit in memory.
+    """
+    size = check_sample_size(sample_size)
+    return _measured_support(geometry, grid, tuple(float(v) for v in size), int(peak_volumes), str(job))
+
+
+@functools.lru_cache(maxsize=8)
+def _measured_support(geometry: Geometry, grid: VolumeGrid, sample_size, peak_volumes: int, job: str) -> Support:
+    """:func:`measured_support` for a checked ``sample_size`` tuple (cached)."""
+    size = np.asarray(sample_size, dtype=float)
+    half = size / 2.0                                                     # (z, y, x)
+    vs = np.asarray(grid.voxel_size)
+    pixel = float(min(geometry.det_spacing)) / float(geometry.magnification)
+    margin = 0.5 * float(np.linalg.norm(vs)) / pixel                       # half a voxel's footprint, pixels
+    bounds = _corner_rays_bounds(geometry, half[0] + vs[0] / 2, margin)
+    lo = [-half[0], max(-half[1], bounds[1, 0]), max(-half[2], bounds[0, 0])]
+    hi = [half[0], min(half[1], bounds[1, 1]), min(half[2], bounds[0, 1])]
+    pads = [_extra_voxels(grid.axis(k)[0], grid.axis(k)[-1], vs[k], lo[k], hi[k]) for k in range(3)]
+    cand = _enlarged(grid, pads)
+    proj = geometry.n_views * geometry.det_shape[0] * geometry.det_shape[1]
+    check_memory(FLOAT32 * (5 * proj + peak_volumes * int(np.prod(cand.shape))),
+                 f"{job} on the measured support of the sample ({size.tolist()} mm), a "
+                 f"{'×'.join(map(str, cand.shape))} grid", "give a smaller sample_size or a coarser grid")
+    inside = []
+    for k in range(3):
+        c = cand.axis(k)
+        inside.append(np.abs(c) < half[k] + vs[k] / 2 - 1e-6 * vs[k])      # voxel overlaps the box
+    box = inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
+    mask = box & _measured(geometry, cand, inside[0], margin)
+    # shrink to the support's bounding box together with the requested grid
+    req = [slice(pads[k][0], pads[k][0] + grid.shape[k]) for k in range(3)]
+    if not mask[tuple(req)].any():
+        raise ValueError(f"grid={grid!r} is not allowed: none of its voxels lies in the measured part of the "
+                         f"sample ({size.tolist()} mm); centre the grid on what the detector sees")
+    keep = []
+    for k in range(3):
+        axes = tuple(a for a in range(3) if a != k)
+        used = np.flatnonzero(mask.any(axis=axes))
+        keep.append(slice(min(used[0], req[k].start), max(used[-1] + 1, req[k].stop)))
+    mask = np.ascontiguousarray(mask[tuple(keep)])
+    mask.flags.writeable = False
+    pads = [(int(req[k].start - keep[k].start), int(keep[k].stop - req[k].stop)) for k in range(3)]
+    support_grid = _enlarged(grid, pads)
+    crop = tuple(slice(int(p[0]), int(p[0]) + n) for p, n in zip(pads, grid.shape, strict=True))
+    return Support(support_grid, mask, crop, grid)
+
+
+def _enlarged(grid: VolumeGrid, pads) -> VolumeGrid:
+    """``grid`` with (below, above) voxels added along each axis, same voxel size and alignment."""
+    shape = tuple(n + a + b for n, (a, b) in zip(grid.shape, pads, strict=True))
+    center = tuple(c + (b - a) * s / 2 for c, (a, b), s in zip(grid.center, pads, grid.voxel_size, strict=True))
+    return VolumeGrid(shape, grid.voxel_size, center)
