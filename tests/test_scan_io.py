@@ -257,8 +257,10 @@ def test_flat_dark_correct_is_always_finite():
     assert np.all(np.isfinite(out))
     floor = -math.log(1e-4)
     np.testing.assert_allclose(out[0, 0], [floor, floor, floor], rtol=1e-6)  # I ≤ D: T clipped
-    assert out[0, 1, 0] == pytest.approx(floor)                              # non-finite T clipped
-    assert out[0, 1, 1] == 0.0 and out[0, 1, 2] == 0.0                      # no open beam: T = 1
+    # no open beam (F − D = 0, NaN or 1e-300): defective, filled from their working neighbours (all at the floor)
+    np.testing.assert_allclose(out[0, 1], [floor, floor, floor], rtol=1e-6)
+    kept = flat_dark_correct(counts, flat, dark, min_transmission=1e-4, fill_defects=False)
+    assert kept[0, 1, 1] == 0.0 and kept[0, 1, 2] == 0.0                    # unfilled: T = 1
     with pytest.raises(ValueError, match="counts are not allowed: 2 of 6 values are NaN or inf"):
         flat_dark_correct(np.array([[[0.0, np.nan, 1.0], [np.inf, 1.0, 1.0]]]), flat, dark)
     with pytest.raises(ValueError, match="min_transmission"):
@@ -313,3 +315,22 @@ def test_volume_round_trip_and_nxtomoproc_layout(tmp_path):
         vol.save(path)
     with pytest.raises(ValueError, match="shape"):
         Volume(data[:2], grid)
+
+
+def test_defective_pixels_are_filled_from_their_neighbours():
+    """A 3 × 3 cluster of dead pixels and a hot one (stuck at saturation in every frame) on a linear ramp of line
+    integrals: the mean of the 8-neighbours of an isolated pixel on a linear ramp is exact; a cluster's rim is
+    filled from one side, so it is off by at most one diagonal step of the ramp (0.07)."""
+    rows, cols = 12, 16
+    li = 0.1 + 0.05 * np.arange(cols)[None, None, :] + 0.02 * np.arange(rows)[None, :, None] + np.zeros((2, 1, 1))
+    dark, flat = np.full((1, rows, cols), 100.0), np.full((1, rows, cols), 10100.0)
+    counts = 100.0 + 10000.0 * np.exp(-li)
+    flat[0, 4:7, 4:7] = dark[0, 4:7, 4:7]                            # dead cluster: no signal
+    dark[0, 9, 12] = flat[0, 9, 12] = counts[:, 9, 12] = 65535.0     # hot: saturated everywhere
+    out = flat_dark_correct(counts, flat, dark)
+    cluster = np.zeros((rows, cols), bool)
+    cluster[4:7, 4:7] = True
+    np.testing.assert_allclose(out[:, ~cluster], li[:, ~cluster], rtol=1e-5)      # the hot pixel exactly
+    assert np.max(np.abs(out - li)[:, cluster]) <= 0.07 + 1e-6
+    raw = flat_dark_correct(counts, flat, dark, fill_defects=False)
+    assert np.all(raw[:, 4:7, 4:7] == 0.0) and np.all(raw[:, 9, 12] == 0.0)
