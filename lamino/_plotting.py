@@ -54,3 +54,18 @@ def save_figure(fig, out: str, dpi: int = 90) -> str:
     finally:
         plt.close(fig)
     return out
+
+
+def shade_unmeasured(ax, fraction: np.ndarray, h: np.ndarray, v: np.ndarray) -> None:
+    """Over a slice drawn by :func:`lamino._plotting.show_slice`: a translucent grey where ``fraction`` < 1 (voxels
+    not measured in every view) and a dashed yellow line around the fully measured region."""
+    full = np.asarray(fraction) >= 1.0
+    if full.all():
+        return
+    dh = (h[1] - h[0] if len(h) > 1 else 1.0) / 2
+    dv = (v[1] - v[0] if len(v) > 1 else 1.0) / 2
+    extent = (h[0] - dh, h[-1] + dh, v[0] - dv, v[-1] + dv)
+    ax.imshow(np.where(full, np.nan, 1.0), origin="lower", extent=extent, aspect="auto", cmap="Greys",
+              vmin=0, vmax=2, alpha=0.6, interpolation="nearest")
+    if full.any() and min(full.shape) > 1:
+        ax.contour(h, v, full.astype(float), levels=[0.5], colors="yellow", linewidths=1.0, linestyles="--")

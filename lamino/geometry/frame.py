@@ -136,7 +136,9 @@ def measured_fraction(vectors, beam: str, det_shape: tuple[int, int], grid, marg
     w = np.ones(len(np.asarray(vectors)), float) if weights is None else np.asarray(weights, float)
     step = max(1, int(step))
     coarse = grid if step == 1 else _coarse_grid(grid, step)
-    out = np.clip(_views_inside(vectors, beam, det_shape, coarse, margin, taper, w / w.sum()), 0.0, 1.0)
+    # equal weights count views exactly in float32; the division is in float64, so "every view" is exactly 1
+    out = np.clip(_views_inside(vectors, beam, det_shape, coarse, margin, taper, w / w.max()) / (w.sum() / w.max()),
+                  0.0, 1.0).astype(np.float32)
     if step == 1:
         return out
     for axis, n in enumerate(grid.shape):                   # trilinear: one linear interpolation per axis

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from lamino._plotting import save_figure, show_slice
+from lamino._plotting import save_figure, shade_unmeasured, show_slice
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.io.files import clean_temporaries, temporary_folder
 from lamino.studies.metrics.coverage import plot_fourier_coverage
@@ -309,11 +309,14 @@ def _slices_figure(store: ResultStore, plan: PlanResult, records: dict[str, dict
     fig.subplots_adjust(left=0.06, right=0.88, bottom=0.5 / (3.4 * len(rows)), top=1 - 0.4 / (3.4 * len(rows)),
                         wspace=0.3, hspace=0.45)
     for r, (title, slices, record) in enumerate(rows):
+        measured = _measured_slices(record) if r > 0 else None
         for ax, plane in zip(axes[r], SLICES, strict=True):
             img = np.asarray(slices[plane], np.float32)
             h, v, unit = _slice_axes(record, plane, img.shape)
             if unit == "mm":
                 im = show_slice(ax, img, h, v, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+                if measured is not None and measured[plane].shape == img.shape:
+                    shade_unmeasured(ax, measured[plane], h, v)
             else:
                 im = ax.imshow(img, origin="lower", cmap="gray", vmin=lo, vmax=hi, interpolation="nearest",
                                aspect="auto")
@@ -325,8 +328,27 @@ def _slices_figure(store: ResultStore, plan: PlanResult, records: dict[str, dict
     save_figure(fig, os.path.join(folder, fname), dpi=DPI)
     names = " and ".join(f"the {name} configuration ({_describe(c)})" for name, c in chosen)
     caption = (f"Central xy, xz and yz slices of the truth and of the reconstructions of {names} (first noise "
-               f"repeat), all on one grey scale of μ (1/mm).")
+               f"repeat), all on one grey scale of μ (1/mm). Greyed out: voxels that left the detector in some "
+               f"views; dashed yellow: the boundary of the region measured in every view.")
     return [(fname, caption)]
+
+
+def _measured_slices(record: dict) -> dict[str, np.ndarray] | None:
+    """Central slices of the measured fraction of a point's geometry on its grid (provenance), or None."""
+    try:
+        grid = VolumeGrid.from_dict(record["provenance"]["grid"])
+        geometry = Geometry.from_dict(record["provenance"]["geometry"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    nz, ny, nx = grid.shape
+    centre = [float(grid.axis(d)[n // 2]) for d, n in enumerate(grid.shape)]     # the voxels central_slices takes
+
+    def plane(shape, d):                                  # a one-voxel-thick grid through the central voxel on axis d
+        c = list(grid.center)
+        c[d] = centre[d]
+        return geometry.measured_fraction(VolumeGrid(shape, grid.voxel_size, tuple(c)))
+
+    return {"xy": plane((1, ny, nx), 0)[0], "xz": plane((nz, 1, nx), 1)[:, 0], "yz": plane((nz, ny, 1), 2)[:, :, 0]}
 
 
 def _slice_axes(record: dict, plane: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, str]:
