@@ -253,6 +253,14 @@ def _recon(args: argparse.Namespace) -> int:
     sample_size = None if args.sample_size is None else _parse_sample_size(args.sample_size)
     scan = Scan.load(args.scan)
     grid = grid or _parse_grid(args.grid, scan)
+    partial, never = coverage.unmeasured_share(scan.geometry, grid)
+    if never >= 1.0:
+        raise ValueError(f"--grid {args.grid!r} is not allowed: it lies outside what the scan measures (no voxel is "
+                         "on the detector in any view); centre it on the sample")
+    if partial > 0:
+        warnings.warn(f"--grid {args.grid!r} extends past what the scan measures: {partial:.0%} of its voxels leave "
+                      "the detector in some views; they are faded out (the measured fraction is stored with the "
+                      "volume)", stacklevel=2)
     t0 = time.perf_counter()
     proj = scan.line_integrals()
     kw = {"iterations": args.iterations} if args.iterations else {}

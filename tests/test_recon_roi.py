@@ -13,7 +13,7 @@ import pytest
 
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.projector import Projector
-from lamino.recon.coverage import TAPER_PIXELS
+from lamino.recon.coverage import TAPER_PIXELS, unmeasured_share
 from lamino.recon.fbp import fbp
 from lamino.recon.truncation import sample_extents
 
@@ -142,3 +142,15 @@ def test_measured_fraction_of_parallel_cl_is_the_arc_inside_the_detector():
     expected = np.where(r < radius, 1.0, 2 / np.pi * np.arcsin(np.minimum(1.0, radius / r)))
     np.testing.assert_allclose(g.measured_fraction(grid, margin=0.5)[0, 0], expected, atol=4 / 720)
     np.testing.assert_array_equal(g.field_of_view(grid, margin=0.5), g.measured_fraction(grid, margin=0.5) == 1)
+
+
+def test_unmeasured_share_of_grids_inside_across_and_outside_the_field_of_view():
+    """Parallel CL at 30°, a 3.2 mm square detector: a 2 mm grid at the centre is measured in every view; a grid
+    50 mm away in none (a one-line error for the CLI and studies); a 6.4 mm grid partly — its corners, beyond
+    the 1.6 mm radius, leave the detector for part of the turn."""
+    g = Geometry.parallel(30.0, 36, (32, 32), 0.1)
+    assert unmeasured_share(g, VolumeGrid((8, 20, 20), 0.1)) == (0.0, 0.0)
+    assert unmeasured_share(g, VolumeGrid((8, 8, 8), 0.1, (0.0, 0.0, 50.0)))[1] == 1.0
+    partial, never = unmeasured_share(g, VolumeGrid((8, 64, 64), 0.1))
+    inside = np.pi * 1.6 ** 2 / 6.4 ** 2                  # the share of the slice inside the 1.6 mm radius
+    assert 1 - inside - 0.1 < partial < 1 - inside + 0.1 and never < partial

@@ -304,3 +304,14 @@ def test_cli_simulate_removes_dead_runs_temporaries_of_its_output(tmp_path, caps
                  "--scanner", "esrf_id19", "--det", "8,8", "--spacing", "0.1", "--views", "2", "--no-truth",
                  "--out", str(tmp_path / "s.h5")]) == 0
     assert sorted(os.listdir(tmp_path)) == sorted(["s.h5", live.name, other.name])
+
+
+def test_a_grid_outside_the_measured_region_is_refused_and_one_past_it_warned(tmp_path):
+    outside = SPEC.replace("grid = { shape = [6, 16, 16], voxel_size = 0.045 }",
+                           "grid = { shape = [6, 16, 16], voxel_size = 0.045, center = [0.0, 0.0, 40.0] }")
+    with pytest.raises(ValueError, match=r"\[recon\] grid .* lies outside what the scan measures") as err:
+        load_spec(_write(tmp_path, outside))
+    assert "\n" not in str(err.value)
+    wide = SPEC.replace("shape = [6, 16, 16]", "shape = [6, 40, 40]")
+    with pytest.warns(UserWarning, match=r"\[recon\] grid extends past what the scan measures: \d+%"):
+        load_spec(_write(tmp_path, wide, "wide.toml"))

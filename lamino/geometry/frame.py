@@ -135,7 +135,7 @@ def measured_fraction(vectors, beam: str, det_shape: tuple[int, int], grid, marg
     is smooth; cost views × voxels / step³)."""
     w = np.ones(len(np.asarray(vectors)), float) if weights is None else np.asarray(weights, float)
     step = max(1, int(step))
-    coarse = grid if step == 1 else _coarse_grid(grid, step)
+    coarse = grid if step == 1 else coarse_grid(grid, step)
     # equal weights count views exactly in float32; the division is in float64, so "every view" is exactly 1
     out = np.clip(_views_inside(vectors, beam, det_shape, coarse, margin, taper, w / w.max()) / (w.sum() / w.max()),
                   0.0, 1.0).astype(np.float32)
@@ -159,7 +159,7 @@ def _linear_weights(n: int, n_coarse: int, step: int) -> np.ndarray:
     return w
 
 
-def _coarse_grid(grid, step: int):
+def coarse_grid(grid, step: int):
     """The grid of every ``step``-th voxel centre of ``grid`` (the same first centre), ceil(n / step) per axis."""
     from lamino.geometry.grid import VolumeGrid  # grid.py needs the geometry package loaded first
 

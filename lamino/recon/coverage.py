@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lamino.geometry import Geometry, VolumeGrid
-from lamino.geometry.frame import detector_window, measured_fraction
+from lamino.geometry.frame import coarse_grid, detector_window, measured_fraction
 
 TAPER_PIXELS = 2.0      # width (pixels) of the window's rise at each detector edge
 FULL = 0.5              # F at and above which a voxel is normalised and kept
@@ -73,3 +73,12 @@ def reliable_region(geometry: Geometry, grid: VolumeGrid) -> np.ndarray:
     """Voxels (nz, ny, nx) bool whose soft measured fraction F is at least :data:`RELIABLE`: what
     region-of-interest FBP reconstructs within a few % of an untruncated scan (module docstring)."""
     return soft_fraction(geometry, grid) >= RELIABLE
+
+
+def unmeasured_share(geometry: Geometry, grid: VolumeGrid) -> tuple[float, float]:
+    """Shares (0…1) of ``grid``'s voxels that leave the detector in some views (measured fraction < 1) and that are
+    on it in no view at all (1.0: the grid lies outside what the scan measures); evaluated every
+    :func:`coarse_step` voxels."""
+    fraction = measured_fraction(geometry.vectors(), geometry.beam, geometry.det_shape,
+                                 coarse_grid(grid, coarse_step(grid)), 0.5)
+    return float(np.mean(fraction < 1.0)), float(np.mean(fraction <= 0.0))

@@ -487,9 +487,34 @@ def _check_geometry(spec: StudySpec, err: _Errors) -> None:
     each(lambda p: (p["tilt_deg"], p["n_views"], p.get("trajectory", "cl")), build_geometry, "[geometry]",
          lambda p: "", "give Geometry keywords: sod, sdd, det_shape, det_spacing, cor_offset, …")
     try:
-        study_grid(spec)
+        grid = study_grid(spec)
     except (TypeError, ValueError) as exc:
         err.fail("[recon] grid", f"({exc})", "give \"auto\" or { shape = [nz, ny, nx], voxel_size = mm }")
+    _check_measured(spec, grid, err)
+
+
+def _check_measured(spec: StudySpec, grid, err: _Errors) -> None:
+    """A grid outside what every trajectory measures is an error; one that extends past it, a warning (those
+    voxels are faded out of the reconstructions and left out of the scores)."""
+    import warnings
+
+    from lamino.recon.coverage import unmeasured_share
+    from lamino.studies.build import build_geometry
+
+    base = spec.points()[0]
+    worst = (0.0, None)
+    for tilt in spec.sweep["tilt_deg"]:
+        for trajectory in spec.sweep["trajectory"]:
+            g = build_geometry(spec, {**base, "tilt_deg": tilt, "trajectory": trajectory, "n_views": 36})
+            share, never = unmeasured_share(g, grid)
+            if never >= 1.0:
+                err.fail("[recon] grid", f"at {grid.center} mm lies outside what the scan measures at tilt {tilt:g}° "
+                         "(no voxel is on the detector in any view) and", "centre it on the measured region")
+            worst = max(worst, (share, tilt), key=lambda w: w[0])
+    if worst[0] > 0:
+        warnings.warn(f"[recon] grid extends past what the scan measures: {worst[0]:.0%} of its voxels leave the "
+                      f"detector in some views at tilt {worst[1]:g}°; they are faded out of the reconstructions and "
+                      "not scored", stacklevel=3)
 
 
 def _check_grid(grid: Any, err: _Errors) -> None:
