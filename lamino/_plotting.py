@@ -69,3 +69,20 @@ def shade_unmeasured(ax, fraction: np.ndarray, h: np.ndarray, v: np.ndarray) -> 
               vmin=0, vmax=2, alpha=0.6, interpolation="nearest")
     if full.any() and min(full.shape) > 1:
         ax.contour(h, v, full.astype(float), levels=[0.5], colors="yellow", linewidths=1.0, linestyles="--")
+
+
+def measured_planes(geometry, grid, centre_mm: tuple[float, float, float]) -> list[np.ndarray]:
+    """The measured fraction (:meth:`lamino.geometry.Geometry.measured_fraction`) on the xy, xz and yz slices of
+    :func:`orthogonal_slices` through the voxel nearest ``centre_mm`` (z, y, x), each computed on that slice
+    alone."""
+    from lamino.geometry import VolumeGrid
+
+    idx = [int(np.argmin(np.abs(grid.axis(d) - c))) for d, c in enumerate(centre_mm)]
+    nz, ny, nx = grid.shape
+
+    def plane(shape, d):                        # a one-voxel-thick grid through voxel idx[d] along axis d
+        centre = list(grid.center)
+        centre[d] = float(grid.axis(d)[idx[d]])
+        return geometry.measured_fraction(VolumeGrid(shape, grid.voxel_size, tuple(centre)))
+
+    return [plane((1, ny, nx), 0)[0], plane((nz, 1, nx), 1)[:, 0], plane((nz, ny, 1), 2)[:, :, 0]]

@@ -106,9 +106,17 @@ def _phantom_show(args: argparse.Namespace) -> int:
     if not 16 <= args.size <= 1024:
         raise ValueError(f"--size {args.size} is not allowed: give 16 to 1024 voxels")
     ph = phantoms.get(args.name, **_parse_params(args.param))
-    show_phantom(ph, args.out, size=args.size)
+    geometry = None
+    if args.scanner:
+        from lamino.simulate import Scanner
+
+        if not (math.isfinite(args.tilt) and 0 <= args.tilt < 90):
+            raise ValueError(f"--tilt {args.tilt} is not allowed: give a tilt in [0, 90) degrees")
+        geometry = Scanner.preset(args.scanner).geometry(args.tilt, 36)
+    show_phantom(ph, args.out, size=args.size, geometry=geometry)
     lo, hi = ph.bounds
-    print(f"{args.name}: {', '.join(sorted(ph.materials))}; bounds {lo} to {hi} mm; wrote {args.out}")
+    seen = f"; greyed out: not measured in every view by {args.scanner} at {args.tilt:g}°" if geometry else ""
+    print(f"{args.name}: {', '.join(sorted(ph.materials))}; bounds {lo} to {hi} mm{seen}; wrote {args.out}")
     return 0
 
 
@@ -257,10 +265,6 @@ def _recon(args: argparse.Namespace) -> int:
     if never >= 1.0:
         raise ValueError(f"--grid {args.grid!r} is not allowed: it lies outside what the scan measures (no voxel is "
                          "on the detector in any view); centre it on the sample")
-    if partial > 0:
-        warnings.warn(f"--grid {args.grid!r} extends past what the scan measures: {partial:.0%} of its voxels leave "
-                      "the detector in some views; they are faded out (the measured fraction is stored with the "
-                      "volume)", stacklevel=2)
     t0 = time.perf_counter()
     proj = scan.line_integrals()
     kw = {"iterations": args.iterations} if args.iterations else {}
@@ -268,6 +272,10 @@ def _recon(args: argparse.Namespace) -> int:
     result = recon.reconstruct(proj, scan.geometry, grid, args.method, lam=args.lam, filter=args.filter,
                                progress=args.method != "fbp", extend=not args.no_extend, sample_size=size, **kw)
     volume, history, params = np.asarray(result.volume), result.history, result.params
+    if partial > 0:                                      # after the memory check of reconstruct()
+        warnings.warn(f"--grid {args.grid!r} extends past what the scan measures: {partial:.0%} of its voxels leave "
+                      "the detector in some views; they are faded out (the measured fraction is stored with the "
+                      "volume)", stacklevel=2)
     measured = scan.geometry.measured_fraction(grid, step=coverage.coarse_step(grid))
     dt = time.perf_counter() - t0
     Volume(volume, grid, scan.geometry, method=args.method, params=params, history=history,
@@ -458,6 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     pshow.add_argument("--param", action="append", metavar="KEY=VALUE", help="phantom parameter (repeatable)")
     pshow.add_argument("--out", default="phantom.png", help="PNG file to write (default: phantom.png)")
     pshow.add_argument("--size", type=int, default=192, help="voxels along the longest side (default 192)")
+    pshow.add_argument("--scanner", help="grey out what this instrument preset does not measure in every view")
+    pshow.add_argument("--tilt", type=float, default=30.0, help="axis tilt for --scanner, degrees (default 30)")
     pshow.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     pshow.set_defaults(func=_phantom_show)
     scanners = sub.add_parser("scanners", help="list the instrument presets (digital twins)")

@@ -131,3 +131,13 @@ def test_bench_prints_throughput(capsys):
     assert "16³ voxels × 4 views" in out
     assert [line.split()[0] for line in out.splitlines()[1:]] == ["forward", "adjoint", "backproject", "fbp"]
     assert main(["bench", "--size", "4"]) == 2
+
+
+def test_phantom_show_greys_out_what_a_scanner_does_not_measure(tmp_path, capsys):
+    target = tmp_path / "seen.png"
+    assert main(["phantom", "show", "siemens_star", "--size", "32", "--scanner", "esrf_id19", "--tilt", "30",
+                 "--out", str(target)]) == 0
+    assert target.read_bytes()[:4] == b"\x89PNG" and "not measured in every view" in capsys.readouterr().out
+    assert main(["phantom", "show", "siemens_star", "--scanner", "esrf_id19", "--tilt", "95",
+                 "--out", str(tmp_path / "x.png")]) == 2
+    assert "--tilt" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 the results-folder lock (live and stale), clean-up of dead runs' temporaries and unreadable point files."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -312,6 +313,8 @@ def test_a_grid_outside_the_measured_region_is_refused_and_one_past_it_warned(tm
     with pytest.raises(ValueError, match=r"\[recon\] grid .* lies outside what the scan measures") as err:
         load_spec(_write(tmp_path, outside))
     assert "\n" not in str(err.value)
-    wide = SPEC.replace("shape = [6, 16, 16]", "shape = [6, 40, 40]")
-    with pytest.warns(UserWarning, match=r"\[recon\] grid extends past what the scan measures: \d+%"):
-        load_spec(_write(tmp_path, wide, "wide.toml"))
+    from lamino.studies.build import coverage_warning
+
+    wide = load_spec(_write(tmp_path, SPEC.replace("shape = [6, 16, 16]", "shape = [6, 40, 40]"), "wide.toml"))
+    assert re.fullmatch(r"\[recon\] grid extends past what the scan measures: \d+% of its voxels leave the "
+                        r"detector in some views at tilt 40°; .*", coverage_warning(wide))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamino._plotting import orthogonal_slices, save_figure, show_slice
+from lamino._plotting import measured_planes, orthogonal_slices, save_figure, shade_unmeasured, show_slice
 from lamino.geometry import VolumeGrid
 from lamino.phantoms.scene import Phantom
 
@@ -21,10 +21,12 @@ def phantom_grid(phantom: Phantom, size: int = 192, min_voxels: int = 48) -> Vol
     return VolumeGrid(tuple(shape), sizes, center=tuple(((lo + hi) / 2)[::-1]))
 
 
-def show_phantom(phantom: Phantom, out: str, size: int = 192, supersample: int = 2) -> str:
+def show_phantom(phantom: Phantom, out: str, size: int = 192, supersample: int = 2, geometry=None) -> str:
     """Write a PNG of the xy, xz and yz slices through the densest material's centroid; returns ``out``.
 
-    Each voxel shows the densest material filling at least 5 % of it, so thin metal layers stay visible.
+    Each voxel shows the densest material filling at least 5 % of it, so thin metal layers stay visible. With a
+    ``geometry`` (a :class:`~lamino.geometry.Geometry`), what that scan would not measure in every view is greyed
+    out and the fully measured region outlined.
     """
     import matplotlib
 
@@ -47,8 +49,12 @@ def show_phantom(phantom: Phantom, out: str, size: int = 192, supersample: int =
     cmap = ListedColormap(colours)
     centre_mm = tuple(float(grid.axis(d)[c]) for d, c in enumerate(centre))
     fig, axes = plt.subplots(1, 3, figsize=(15, 5))
-    for ax, (plane, img, h, v, where) in zip(axes, orthogonal_slices(index, grid, centre_mm), strict=True):
+    measured = measured_planes(geometry, grid, centre_mm) if geometry is not None else [None] * 3
+    for ax, (plane, img, h, v, where), fraction in zip(axes, orthogonal_slices(index, grid, centre_mm), measured,
+                                                        strict=True):
         show_slice(ax, img, h, v, cmap=cmap, vmin=0, vmax=len(colours) - 1, interpolation="nearest")
+        if fraction is not None:
+            shade_unmeasured(ax, fraction, h, v)
         ax.set_title(f"{plane} slice at {where}")
         ax.set_xlabel(f"{plane[0]} (mm)")
         ax.set_ylabel(f"{plane[1]} (mm)")

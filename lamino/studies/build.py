@@ -67,3 +67,27 @@ def study_grid(spec: StudySpec) -> VolumeGrid:
         point["tilt_deg"] = max(spec.sweep["tilt_deg"])
         return VolumeGrid.fit(build_geometry(spec, point))
     return fixed_grid(g)
+
+
+def grid_coverage(spec: StudySpec, grid: VolumeGrid) -> list[tuple[float, str, float, float]]:
+    """For each tilt and trajectory of the sweep (36 views): (tilt, trajectory, share of the grid's voxels that
+    leave the detector in some views, share on it in no view), from
+    :func:`lamino.recon.coverage.unmeasured_share`."""
+    from lamino.recon.coverage import unmeasured_share
+
+    base = spec.points()[0]
+    out = []
+    for tilt in spec.sweep["tilt_deg"]:
+        for trajectory in spec.sweep["trajectory"]:
+            g = build_geometry(spec, {**base, "tilt_deg": tilt, "trajectory": trajectory, "n_views": 36})
+            out.append((float(tilt), trajectory, *unmeasured_share(g, grid)))
+    return out
+
+
+def coverage_warning(spec: StudySpec) -> str | None:
+    """A one-line warning when the study grid extends past what some trajectory measures, else None."""
+    partial, tilt = max((c[2], c[0]) for c in grid_coverage(spec, study_grid(spec)))
+    if partial <= 0:
+        return None
+    return (f"[recon] grid extends past what the scan measures: {partial:.0%} of its voxels leave the detector in "
+            f"some views at tilt {tilt:g}°; they are faded out of the reconstructions and not scored")

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from lamino._plotting import save_figure, shade_unmeasured, show_slice
+from lamino._plotting import measured_planes, save_figure, shade_unmeasured, show_slice
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.io.files import clean_temporaries, temporary_folder
 from lamino.studies.metrics.coverage import plot_fourier_coverage
@@ -334,21 +334,15 @@ def _slices_figure(store: ResultStore, plan: PlanResult, records: dict[str, dict
 
 
 def _measured_slices(record: dict) -> dict[str, np.ndarray] | None:
-    """Central slices of the measured fraction of a point's geometry on its grid (provenance), or None."""
+    """Central slices (as :func:`lamino.studies.store.central_slices`) of the measured fraction of a point's
+    geometry on its grid (provenance), or None."""
     try:
         grid = VolumeGrid.from_dict(record["provenance"]["grid"])
         geometry = Geometry.from_dict(record["provenance"]["geometry"])
     except (KeyError, TypeError, ValueError):
         return None
-    nz, ny, nx = grid.shape
-    centre = [float(grid.axis(d)[n // 2]) for d, n in enumerate(grid.shape)]     # the voxels central_slices takes
-
-    def plane(shape, d):                                  # a one-voxel-thick grid through the central voxel on axis d
-        c = list(grid.center)
-        c[d] = centre[d]
-        return geometry.measured_fraction(VolumeGrid(shape, grid.voxel_size, tuple(c)))
-
-    return {"xy": plane((1, ny, nx), 0)[0], "xz": plane((nz, 1, nx), 1)[:, 0], "yz": plane((nz, ny, 1), 2)[:, :, 0]}
+    centre = tuple(float(grid.axis(d)[n // 2]) for d, n in enumerate(grid.shape))
+    return dict(zip(("xy", "xz", "yz"), measured_planes(geometry, grid, centre), strict=True))
 
 
 def _slice_axes(record: dict, plane: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, str]:

@@ -494,27 +494,14 @@ def _check_geometry(spec: StudySpec, err: _Errors) -> None:
 
 
 def _check_measured(spec: StudySpec, grid, err: _Errors) -> None:
-    """A grid outside what every trajectory measures is an error; one that extends past it, a warning (those
-    voxels are faded out of the reconstructions and left out of the scores)."""
-    import warnings
+    """A grid outside what a trajectory of the sweep measures is an error (one that extends past it is warned of
+    when the study runs: :func:`lamino.studies.build.grid_coverage`)."""
+    from lamino.studies.build import grid_coverage
 
-    from lamino.recon.coverage import unmeasured_share
-    from lamino.studies.build import build_geometry
-
-    base = spec.points()[0]
-    worst = (0.0, None)
-    for tilt in spec.sweep["tilt_deg"]:
-        for trajectory in spec.sweep["trajectory"]:
-            g = build_geometry(spec, {**base, "tilt_deg": tilt, "trajectory": trajectory, "n_views": 36})
-            share, never = unmeasured_share(g, grid)
-            if never >= 1.0:
-                err.fail("[recon] grid", f"at {grid.center} mm lies outside what the scan measures at tilt {tilt:g}° "
-                         "(no voxel is on the detector in any view) and", "centre it on the measured region")
-            worst = max(worst, (share, tilt), key=lambda w: w[0])
-    if worst[0] > 0:
-        warnings.warn(f"[recon] grid extends past what the scan measures: {worst[0]:.0%} of its voxels leave the "
-                      f"detector in some views at tilt {worst[1]:g}°; they are faded out of the reconstructions and "
-                      "not scored", stacklevel=3)
+    for tilt, _, _, never in grid_coverage(spec, grid):
+        if never >= 1.0:
+            err.fail("[recon] grid", f"at {grid.center} mm lies outside what the scan measures at tilt {tilt:g}° "
+                     "(no voxel is on the detector in any view) and", "centre it on the measured region")
 
 
 def _check_grid(grid: Any, err: _Errors) -> None:
