@@ -183,7 +183,7 @@ def detector_window(row, col, det_shape: tuple[int, int], margin: float = 0.5, t
 
     dr = xp.minimum(row + 0.5, rows - 0.5 - row)
     dc = xp.minimum(col + 0.5, cols - 0.5 - col)
-    out = step(xp.nan_to_num(dr, nan=-1.0)) * step(xp.nan_to_num(dc, nan=-1.0))
+    out = step(xp.nan_to_num(dr, nan=-1e30)) * step(xp.nan_to_num(dc, nan=-1e30))
     return out
 
 

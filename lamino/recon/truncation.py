@@ -172,30 +172,6 @@ def _corner_rays_bounds(geometry: Geometry, half_z: float, margin: float) -> np.
     return np.stack([pts.min(axis=0), pts.max(axis=0)], axis=-1)
 
 
-def _measured(geometry: Geometry, grid: VolumeGrid, layers: np.ndarray, margin: float) -> np.ndarray:
-    """bool ``grid.shape``: voxels of the z ``layers`` (bool (nz,)) whose centres project within ``margin``
-    pixels of the detector in at least one view (:func:`lamino.geometry.frame.project_points`), views in chunks."""
-    rows, cols = geometry.det_shape
-    vec = np.asarray(geometry.vectors(), dtype=float)
-    y, x = np.meshgrid(grid.axis(1), grid.axis(2), indexing="ij")
-    out = np.zeros(grid.shape, bool)
-    chunk = max(1, int(4e6 // max(1, x.size)))
-    for k in np.flatnonzero(layers):
-        pts = np.stack([x.ravel(), y.ravel(), np.full(x.size, grid.axis(0)[k])], axis=-1)
-        hit = np.zeros(x.size, bool)
-        for s in range(0, len(vec), chunk):
-            todo = ~hit
-            if not todo.any():
-                break
-            rc = frame.project_points(pts[todo], vec[s:s + chunk], geometry.beam, geometry.det_shape)
-            with np.errstate(invalid="ignore"):
-                inside = ((rc[..., 0] >= -0.5 - margin) & (rc[..., 0] <= rows - 0.5 + margin)
-                          & (rc[..., 1] >= -0.5 - margin) & (rc[..., 1] <= cols - 0.5 + margin))
-            hit[todo] = inside.any(axis=0)
-        out[k] = hit.reshape(x.shape)
-    return out
-
-
 def _extra_voxels(first: float, last: float, step: float, lo: float, hi: float) -> tuple[int, int]:
     """Voxels to add below ``first`` and above ``last`` (centres, mm; spacing ``step``) so that every voxel
     overlapping [lo, hi] mm is covered (0 where the grid already reaches)."""
@@ -211,7 +187,7 @@ def measured_support(geometry: Geometry, grid: VolumeGrid, sample_size, peak_vol
 
     A voxel is in the support when it overlaps the box (thickness |z| ≤ z/2 and laterally |x| ≤ x/2, |y| ≤ y/2)
     and its centre projects within half a voxel's footprint (pixels) of the detector in at least one view
-    (:func:`lamino.geometry.frame.project_points`), i.e. some measured ray crosses it. The candidate region is
+    (:func:`lamino.geometry.frame.measured_fraction` > 0), i.e. some measured ray crosses it. The candidate region is
     first bounded by the detector's corner rays met with the slab's top and bottom planes
     (:func:`_corner_rays_bounds`). Every ray of the data crosses only support voxels, so an iterative solver on
     the support explains truncated rows completely. Results are cached per (geometry, grid, sample_size); the
@@ -247,7 +223,8 @@ def _measured_support(geometry: Geometry, grid: VolumeGrid, sample_size, peak_vo
         c = cand.axis(k)
         inside.append(np.abs(c) < half[k] + vs[k] / 2 - 1e-6 * vs[k])      # voxel overlaps the box
     box = inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
-    mask = box & _measured(geometry, cand, inside[0], margin)
+    # some view has the centre within ``margin`` pixels outside the detector's edge (a negative inner margin)
+    mask = box & (frame.measured_fraction(geometry.vectors(), geometry.beam, geometry.det_shape, cand, -margin) > 0)
     # shrink to the support's bounding box together with the requested grid
     req = [slice(pads[k][0], pads[k][0] + grid.shape[k]) for k in range(3)]
     if not mask[tuple(req)].any():
