@@ -219,10 +219,10 @@ def run_study(spec: StudySpec | str, out: str, *, workers: int = 0, dask: str | 
     spec = load_spec(spec) if isinstance(spec, str) else spec
     check_study_memory(spec, workers=workers, dask=dask)                  # before anything is written to ``out``
     with ResultStore.create(out, spec, overwrite=overwrite) as store:    # holds the folder's lock until done
-        message = coverage_warning(spec)                                  # once the study is sure to run
-        if message:
-            warnings.warn(message, stacklevel=2)
         with Runner(spec, store, workers=workers, dask=dask, progress=progress) as runner:
+            message = coverage_warning(spec)                              # once the study is sure to run
+            if message:
+                warnings.warn(message, stacklevel=2)
             runner.run(spec.points(), stage="grid", desc=spec.name)
             if refine:
                 planner.refine_tilt(spec, runner)
