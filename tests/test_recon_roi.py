@@ -154,3 +154,33 @@ def test_unmeasured_share_of_grids_inside_across_and_outside_the_field_of_view()
     partial, never = unmeasured_share(g, VolumeGrid((8, 64, 64), 0.1))
     inside = np.pi * 1.6 ** 2 / 6.4 ** 2                  # the share of the slice inside the 1.6 mm radius
     assert 1 - inside - 0.1 < partial < 1 - inside + 0.1 and never < partial
+
+
+@pytest.mark.parametrize("left, right", [(0.0, 0.0), (10.0, 300.0), (1e9, 1e9), (3.5, 0.0)])
+def test_extended_filter_equals_filtering_the_explicitly_continued_row(left, right):
+    """filter_extended (near part by FFT, far part by the trigamma sum) against the plain Ram-Lak filter of the
+    row written out in full: its mean edge values continued as far as ``left``/``right`` pixels (10⁹: 4000)."""
+    from lamino.recon.analytic import extended_response
+    from lamino.recon.filters import filter_rows
+    from lamino.recon.truncation import EDGE_PIXELS, filter_extended
+
+    du, n = 0.1, 40
+    row = np.random.default_rng(1).uniform(0.5, 1.5, n)
+    reach = [int(min(e, 4000)) for e in (left, right)]
+    long = np.concatenate([np.full(reach[0], row[:EDGE_PIXELS].mean()), row,
+                           np.full(reach[1], row[-EDGE_PIXELS:].mean())])
+    expected = np.asarray(filter_rows(long, du))[reach[0]:reach[0] + n]
+    response, n_fft = extended_response(n, du, "ram-lak", 1.0)
+    extents = np.array([[[min(left, 4000), min(right, 4000)]]], np.float32)
+    got = np.asarray(filter_extended(jnp.asarray(row[None, None], jnp.float32), extents, response, du, n_fft))[0, 0]
+    np.testing.assert_allclose(got, expected, atol=2e-4 * np.abs(expected).max())
+
+
+def test_odd_inverse_squares_is_the_sum():
+    from lamino.recon.truncation import odd_inverse_squares
+
+    k = np.arange(1, 20001, 2, dtype=float)
+    for a, b in [(1, 1), (1, 3), (2, 50), (33, 9999), (5, 4)]:
+        expected = np.sum(1 / k[(k >= a) & (k <= b)] ** 2)
+        assert float(odd_inverse_squares(jnp.float32(a), jnp.float32(b))) == pytest.approx(expected, rel=1e-5,
+                                                                                             abs=1e-9)

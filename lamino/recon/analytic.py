@@ -36,7 +36,7 @@ from lamino.geometry import Geometry, VolumeGrid
 from lamino.geometry.frame import pixel_centres, pixel_index, plane_coordinates, split_vectors
 from lamino.projector import Projector
 from lamino.recon.coverage import normalise, soft_fraction, view_window
-from lamino.recon.filters import _apply, check_filter, padded_length, ramp_filter, ramp_response
+from lamino.recon.filters import _apply, check_filter, ramp_filter, ramp_response
 from lamino.recon.truncation import check_sample_size, extended_length, filter_extended, sample_extents
 
 _GAP_FACTOR = 8.0            # largest allowed gap between views, in mean spacings
@@ -271,7 +271,7 @@ def filter_views(proj, du: float, name: str, cutoff: float, pad: bool, scale: np
 def extended_response(cols: int, du: float, name: str, cutoff: float) -> tuple[jax.Array, int]:
     """The ramp response (float32 JAX) and FFT length for rows of ``cols`` pixels continued beyond the detector
     (:func:`lamino.recon.truncation.extended_length`)."""
-    n_fft = extended_length(padded_length(cols))
+    n_fft = extended_length(cols)
     return jnp.asarray(ramp_filter(n_fft, du, name, cutoff), jnp.float32), n_fft
 
 

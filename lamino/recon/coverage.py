@@ -39,6 +39,7 @@ FULL = 0.5              # F at and above which a voxel is normalised and kept
 FADE = 0.2              # F at and below which a voxel is set to 0
 RELIABLE = 0.9          # F from which region-of-interest FBP is reliable (module docstring)
 _COARSE_POINTS = 32     # points along the largest axis at which F is evaluated
+_FRACTION_VIEWS = 90    # views from which F is evaluated
 
 
 def view_window(det_shape: tuple[int, int]) -> jax.Array:
@@ -50,10 +51,14 @@ def view_window(det_shape: tuple[int, int]) -> jax.Array:
 
 def soft_fraction(geometry: Geometry, grid: VolumeGrid, weights=None) -> np.ndarray:
     """F (nz, ny, nx) float32: the ``weights``-weighted mean over views of W at each voxel's projection
-    (:func:`lamino.geometry.frame.measured_fraction`, evaluated on a grid of ≤ 32 points along each axis and
-    interpolated trilinearly)."""
-    return measured_fraction(geometry.vectors(), geometry.beam, geometry.det_shape, grid, 0.5, TAPER_PIXELS,
-                             weights, coarse_step(grid))
+    (:func:`lamino.geometry.frame.measured_fraction`), evaluated on a grid of ≤ 32 points along each axis and
+    interpolated trilinearly, from ≤ :data:`_FRACTION_VIEWS` evenly spaced views (F changes by at most one view's
+    weight between them)."""
+    vectors = np.asarray(geometry.vectors())
+    w = np.ones(len(vectors)) if weights is None else np.asarray(weights, float)
+    every = max(1, math.ceil(len(vectors) / _FRACTION_VIEWS))
+    return measured_fraction(vectors[::every], geometry.beam, geometry.det_shape, grid, 0.5, TAPER_PIXELS,
+                             w[::every], coarse_step(grid))
 
 
 def coarse_step(grid: VolumeGrid) -> int:
