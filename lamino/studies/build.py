@@ -90,4 +90,5 @@ def coverage_warning(spec: StudySpec) -> str | None:
     if partial <= 0:
         return None
     return (f"[recon] grid extends past what the scan measures: {partial:.0%} of its voxels leave the detector in "
-            f"some views at tilt {tilt:g}°; they are faded out of the reconstructions and not scored")
+            f"some views at tilt {tilt:g}°; reconstructions fade them out where they are measured in under half "
+            "of the views, and scores use only voxels measured in at least 90 %")
