@@ -291,7 +291,7 @@ def _recon(args: argparse.Namespace) -> int:
         truth = scan.truth
         compare_slices(volume, grid, args.png, truth=None if truth is None else truth.mu,
                        truth_grid=None if truth is None else truth.grid,
-                       title=f"{args.method} of {os.path.basename(args.scan)}", measured=measured)
+                       title=f"{args.method} of {os.path.basename(args.scan)}", geometry=scan.geometry)
         line += f" and {args.png}"
     print(line)
     return 0

@@ -250,8 +250,9 @@ def _views_inside(vectors, beam: str, det_shape: tuple[int, int], grid, margin: 
 def _window_sum(points, matrices, weights, det_shape: tuple[int, int], margin: float, taper: float, cone: bool):
     """Σ_i weights_i · W(projection of each of ``points`` (P, 3) by ``matrices`` (n, 3, 4)): (P,) float32."""
     hom = jnp.concatenate([points, jnp.ones((points.shape[0], 1), points.dtype)], axis=1)      # (P, 4)
-    num = jnp.einsum("nij,pj->nip", matrices, hom)                                            # (n, 3, P)
+    full = jax.lax.Precision.HIGHEST                          # no TF32 on GPUs: pixel indices need float32
+    num = jnp.einsum("nij,pj->nip", matrices, hom, precision=full)                            # (n, 3, P)
     col, row = num[:, 0] / num[:, 2], num[:, 1] / num[:, 2]
     if cone:
         row = jnp.where(num[:, 2] > 0, row, jnp.nan)
-    return weights @ detector_window(row, col, det_shape, margin, taper, jnp)
+    return jnp.matmul(weights, detector_window(row, col, det_shape, margin, taper, jnp), precision=full)

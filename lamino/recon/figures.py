@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamino._plotting import orthogonal_slices, save_figure, shade_unmeasured, show_slice
+from lamino._plotting import measured_planes, orthogonal_slices, save_figure, shade_unmeasured, show_slice
 from lamino.geometry import VolumeGrid
 
 
 def compare_slices(volume: np.ndarray, grid: VolumeGrid, out: str, truth: np.ndarray | None = None,
                    truth_grid: VolumeGrid | None = None, title: str = "",
-                   measured: np.ndarray | None = None) -> str:
+                   geometry=None) -> str:
     """Write a PNG of the xy, xz and yz slices (μ in 1/mm, each row on its own 0.5–99.5 % grey scale) through the
     |μ|-weighted centroid of the truth (or of the volume), with the truth's slices at the same positions in a
-    second row when ``truth`` is given; returns ``out``. With ``measured`` (the measured fraction of each voxel,
-    :meth:`Geometry.measured_fraction`) the reconstruction's slices grey out what was not measured in every view
-    and outline the fully measured region (:func:`shade_unmeasured`)."""
+    second row when ``truth`` is given; returns ``out``. With the scan's ``geometry`` the reconstruction's slices
+    grey out what was not measured in every view and outline the fully measured region
+    (:func:`lamino._plotting.measured_planes`, :func:`lamino._plotting.shade_unmeasured`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,16 +28,14 @@ def compare_slices(volume: np.ndarray, grid: VolumeGrid, out: str, truth: np.nda
     centre = _centroid(*rows[-1][1:])                     # where the (true) structure is
     fig, axes = plt.subplots(len(rows), 3, figsize=(15, 4.6 * len(rows)), squeeze=False)
     for r, (name, vol, g) in enumerate(rows):
-        full = np.asarray(measured) >= 1.0 if (measured is not None and r == 0) else None
-        scored = vol[full] if full is not None and full.any() else vol
-        lo, hi = (float(np.percentile(scored, q)) for q in (0.5, 99.5))
+        masks = measured_planes(geometry, grid, centre) if (geometry is not None and r == 0) else None
+        lo, hi = (float(np.percentile(vol, q)) for q in (0.5, 99.5))
         hi = hi if hi > lo else lo + 1e-6
-        masks = orthogonal_slices(np.asarray(measured, np.float32), g, centre) if full is not None else None
         for k, (ax, (plane, img, h, v, where)) in enumerate(zip(axes[r], orthogonal_slices(vol, g, centre),
                                                                 strict=True)):
             im = show_slice(ax, img, h, v, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
             if masks is not None:
-                shade_unmeasured(ax, masks[k][1], h, v)
+                shade_unmeasured(ax, masks[k], h, v)
             ax.set_title(f"{name}: {plane} at {where}")
             ax.set_xlabel(f"{plane[0]} (mm)")
             ax.set_ylabel(f"{plane[1]} (mm)")
