@@ -4,10 +4,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ball_fractions, ellipsoid_chords, ellipsoid_fractions
+from conftest import (
+    ball_fractions,
+    ellipsoid_chords,
+    ellipsoid_fractions,
+    gaussian_projections,
+    voxel_driven_backproject,
+)
 
+import lamino.recon.analytic as analytic
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.projector import Projector
+from lamino.recon import fbp
 
 MU = 0.05  # 1/mm
 
@@ -160,7 +168,9 @@ def test_backproject_agrees_with_adjoint_on_smooth_data(beam):
     bp, ad = np.asarray(P.backproject(smooth)), np.asarray(P.adjoint(smooth))
     centre = (slice(6, 18),) * 3
     bp, ad = bp[centre], ad[centre]
-    assert bp.mean() == pytest.approx(ad.mean(), rel=0.005)
+    # the backprojector's plane prefilter undoes its second interpolation's blur (the adjoint keeps it): near the
+    # peak of a σ = 4 voxel blob that raises the value by about (1/6)/σ² ≈ 1 %
+    assert bp.mean() == pytest.approx(ad.mean(), rel=0.01)
     # the ray-driven adjoint carries a ±4 % voxel-scale sampling ripple that the voxel-driven gather has not
     assert np.linalg.norm(bp - ad) < 0.03 * np.linalg.norm(ad)
 
@@ -364,3 +374,27 @@ def test_plan_for_rejects_other_scans():
     with pytest.raises(ValueError, match="plan_for"):
         jax.jit(lambda t: Projector(g.replace(tilt_deg=t), VolumeGrid((8, 8, 8), 1.0), plan_for=[other]).forward(
             jnp.zeros((8, 8, 8))))(30.0)
+
+
+@pytest.mark.parametrize("tilt", [30.0, 45.0])
+def test_fbp_is_as_sharp_as_a_single_interpolation_backprojection(monkeypatch, tilt):
+    """The shear-warp backprojection interpolates twice (detector → plane → slice); with its plane prefilter,
+    small blobs at generic positions reconstruct as high as with one interpolation per voxel and view (within
+    0.5 %; 2 % lower without the prefilter), and with no more noise (3 % less at 30°, 13 % less at 45°)."""
+    n = 32
+    grid = VolumeGrid((n, n, n), 1.0)
+    g = Geometry.parallel(tilt, 120, (n, n), 1.0)
+    centres = [(-5.5, 3.5, 2.5), (6.5, -4.5, -3.5), (2.5, 7.5, -6.5), (-7.5, -6.5, 7.5)]     # voxel centres
+    blobs = sum(gaussian_projections(g, 2.0, center=c) for c in centres)
+    noise = np.random.default_rng(0).normal(0.0, 1.0, blobs.shape).astype(np.float32)
+    voxels = tuple(np.array([[round(c[2 - k] + n / 2 - 0.5) for c in centres] for k in range(3)]))
+    ours = np.asarray(fbp(blobs, g, grid, extend=False))[voxels]
+    ours_noise = np.asarray(fbp(noise, g, grid, extend=False))[8:24, 8:24, 8:24].std()
+    monkeypatch.setattr(analytic, "backproject_measured",
+                        lambda filtered, geometry, grid, weights, measured=True:
+                        voxel_driven_backproject(np.asarray(filtered), geometry, grid))
+    once = np.asarray(fbp(blobs, g, grid, extend=False))[voxels]
+    once_noise = np.asarray(fbp(noise, g, grid, extend=False))[8:24, 8:24, 8:24].std()
+    assert np.all(once > 0.6)                       # cos α × 1, less the blur of a 2-voxel blob
+    assert np.mean(ours / once) == pytest.approx(1.0, abs=0.005)
+    assert 0.8 * once_noise < ours_noise < once_noise

