@@ -267,6 +267,8 @@ def _recon(args: argparse.Namespace) -> int:
                          "on the detector in any view); centre it on the sample")
     t0 = time.perf_counter()
     proj = scan.line_integrals()
+    if args.rings:
+        proj = recon.suppress_rings(proj)
     kw = {"iterations": args.iterations} if args.iterations else {}
     size = sample_size if sample_size is not None else _scan_sample_size(scan)
     result = recon.reconstruct(proj, scan.geometry, grid, args.method, lam=args.lam, filter=args.filter,
@@ -511,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--no-extend", action="store_true",
                      help="plain zero-padded FBP: no continuation of truncated rows, no fading of partially "
                           "measured voxels")
+    rec.add_argument("--rings", action="store_true",
+                     help="suppress ring artefacts (detector stripes) before reconstructing (recon.suppress_rings)")
     rec.add_argument("--png", help="also write orthogonal slices (beside the truth when the scan has one); "
                                    "what was not measured in every view is greyed out")
     rec.add_argument("--overwrite", action="store_true", help="replace existing output files")

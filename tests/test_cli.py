@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from lamino import __version__
@@ -110,6 +111,12 @@ def test_recon_writes_a_volume_and_a_picture(tmp_path, capsys):
     vol = Volume.load(out)
     assert vol.method == "sirt" and len(vol.history["residual"]) == 3 and vol.data.max() > 0
     assert png.read_bytes()[:4] == b"\x89PNG"
+    # --rings removes the detector's stripes (gain errors of single pixels) before reconstructing
+    plain, destriped = tmp_path / "plain.h5", tmp_path / "destriped.h5"
+    assert main(["recon", str(scan_path), "--out", str(plain)]) == 0
+    assert main(["recon", str(scan_path), "--rings", "--out", str(destriped)]) == 0
+    a, b = Volume.load(plain).data, Volume.load(destriped).data
+    assert 0 < np.abs(a - b).max() < 0.5 * np.abs(a).max()
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -126,6 +126,25 @@ def test_noise_cnr_and_edge_metrics_of_a_blurred_noisy_cube():
     assert m["mtf50_lp_mm"] == pytest.approx(math.sqrt(math.log(2) / 2) / (math.pi * sigma_b), rel=0.06)
 
 
+def test_in_plane_edge_of_a_laminate_is_scored_at_its_stack_sides():
+    """Layers thinner than the edge window (a pouch cell's) have no edge profile of their own; the in-plane FWHM
+    is then that of the stack's sides: 2.3548 σ_b for a stack blurred in-plane by a Gaussian of σ_b = 1 voxel."""
+    from scipy import ndimage
+
+    from lamino.phantoms import Box, Phantom, place
+
+    grid = VolumeGrid((16, 64, 64), 0.08)
+    layers = [place(Box((3.5, 8.0, 0.16)), "copper", label=f"foil{i}", at=(0.0, 0.0, z))
+              for i, z in enumerate((-0.5, -0.18, 0.14, 0.46))]
+    ph = Phantom.build("laminate", layers)
+    vox = ph.voxelize(grid)
+    truth = ph.attenuation(grid, 30.0, voxels=vox)
+    recon = ndimage.gaussian_filter(truth.astype(np.float64), (0.0, 1.0, 1.0)).astype(np.float32)
+    geometry = Geometry.parallel(tilt_deg=30, n_views=12, det_shape=(16, 64), det_spacing=0.08)
+    m = score(ScoringInput(recon, truth, grid, vox, ph, geometry, Scanner.preset("esrf_id19")), ("in_plane_fwhm_mm",))
+    assert m["in_plane_fwhm_mm"] == pytest.approx(2.3548 * 0.08, rel=0.06)
+
+
 def test_score_runs_the_crack_metrics_of_a_pellet():
     """score() on a small pellet with wide cracks: a reconstruction that is empty exactly in the crack voxels
     (label fraction ≥ 1/4) and the pellet's μ elsewhere finds every crack (Dice, precision, recall and detection

@@ -257,3 +257,36 @@ def test_defective_pixels_leave_no_ring_in_the_reconstruction():
     filled, raw = np.abs(recon(0.01) - clean).max() / mu, np.abs(recon(0.01, fill=False) - clean).max() / mu
     print(f"largest difference from the defect-free reconstruction: {filled:.4f} μ filled, {raw:.4f} μ unfilled")
     assert filled < 0.3 * raw and raw > 0.05, (filled, raw)
+
+
+def test_frame_averaging_keeps_each_frame_below_saturation_and_averages_read_noise():
+    """A projection of 4 × the saturating exposure taken as 4 frames (max_frame_s) reads, in each frame, what a
+    quarter of the exposure reads: the open beam is not clipped and −ln(I/I0) is that of one long exposure.
+    Read noise averages over the frames: at an open-beam signal S per frame (ADU), the variance of the
+    averaged reading is (gain-free photon variance)/4 + σ_r²/4, against the single frame's photon variance + σ_r²."""
+    det = Detector(shape=(64, 64), spacing=0.5, scintillator=None, psf="none", bit_depth=16, quantize=False,
+                   read_noise_adu=400.0, adu_per_kev=1.0, offset_adu=0.0, gain_sigma=0.0, gain_drift_sigma=0.0,
+                   dead_fraction=0.0, hot_fraction=0.0)
+    ph, g = slab(thickness=0.3, width=400.0), slab_geometry(n_views=2, det=(64, 64))
+    unclipped = beamline(30.0, detector=det.replace(bit_depth=None), exposure_s=1e-6)
+    flat_adu = simulate(ph, g, unclipped, noise=False, truth=False).flats.mean() * 1e6      # ADU per second
+    one_frame = beamline(30.0, detector=det, exposure_s=1.0)
+    long_exposure = 4 * 65535 / flat_adu * 0.8                 # one frame of it would read 3.2 × full scale
+    with pytest.warns(UserWarning, match="saturates"):
+        clipped = simulate(ph, g, one_frame.replace(exposure_s=long_exposure), noise=False, truth=False)
+    framed = one_frame.replace(exposure_s=long_exposure, max_frame_s=long_exposure / 4)
+    assert framed.frames_per_projection == 4
+    exact = simulate(ph, g, framed, noise=False, truth=False)
+    assert clipped.flats.max() == 65535.0
+    assert exact.flats.mean() == pytest.approx(0.8 * 65535, rel=1e-3)    # each frame a quarter of the exposure
+    expected = xraydb_mu("Al", 2.699, 30.0) * 0.3 / math.sin(math.radians(TILT))
+    np.testing.assert_allclose(exact.line_integrals(), expected, rtol=1e-4)
+    # read noise: the averaged flat-corrected open beam varies as photon + read noise of the averaged frames
+    open_beam = slab(thickness=1e-6)
+    noisy = simulate(open_beam, slab_geometry(n_views=8, det=(64, 64)), framed, truth=False, seed=1)
+    per_frame = 0.8 * 65535                                           # ADU per frame (adu_per_kev 1: keV)
+    photon_var_total = 4 * per_frame * 30.0                           # Σ E² N over the 4 frames, mono 30 keV
+    expected_var = photon_var_total / 16 + 400.0**2 / 4
+    assert np.var(noisy.counts) == pytest.approx(expected_var, rel=0.05)
+    with pytest.raises(ValueError, match="max_frame_s"):
+        one_frame.replace(max_frame_s=0.0)

@@ -311,6 +311,23 @@ def test_pareto_front_and_recommendation_on_known_points():
     assert none is None and "constraints" in why
 
 
+def test_configurations_whose_open_beam_saturates_are_set_aside():
+    """A configuration with clipped flats (saturated_fraction above 1 %) is never recommended, whatever it scores,
+    and the reason says why."""
+    def record(n_views, quality, saturated, seed=0):
+        return {"id": f"{n_views}-{seed}", "stage": "grid", "metrics": {"ssim": quality, "scan_time_s": n_views,
+                                                                         "saturated_fraction": saturated},
+                "point": {"tilt_deg": 30, "n_views": n_views, "exposure_s": 1.0, "kvp": None, "method": "fbp",
+                          "seed": seed}}
+
+    records = [record(100, 0.7, 0.0), record(200, 0.95, 1.0), record(200, 0.95, 1.0, seed=1)]
+    configs = planner.configurations(records, {"ssim": 1.0}, ())
+    assert [c.feasible for c in configs] == [True, False]
+    choice, why = planner.recommend(configs)
+    assert choice.point["n_views"] == 100
+    assert "1 set aside because the open beam saturates" in why and "max_frame_s" in why
+
+
 def test_golden_section_recovers_known_optimum():
     calls = []
 

@@ -72,6 +72,7 @@ def _fake_result(spec, point) -> PointResult:
     (("name = \"files\"", "name = \"..\""), ["[study] name", "plain name"]),
     (("[recon]\n", "[recon]\niterations = 0\n"), ["[recon] iterations", "≥ 1"]),
     (("[recon]\n", "[recon]\nfilter = \"box\"\n"), ["[recon] filter", "ram-lak"]),
+    (("[recon]\n", "[recon]\nrings = \"yes\"\n"), ["[recon] rings", "true"]),
     (("energy_kev = 30.0", "energy_kev = -30.0"), ["[scanner]"]),
 ])
 def test_bad_specs_fail_at_parse_time(tmp_path, change, words):

@@ -4,8 +4,9 @@ For a chunk of views with per-material path lengths L_m (mm), attenuation table 
 photons per pixel and bin N(E) = N₀(E)·T_cover(E)·η(E) (flux after tube filtration, detector cover and
 scintillator absorption), the expected photons are λ_E = N(E)·f(u, v)·exp(−Σ_m μ_m(E)·L_m), f the flux falloff.
 The chain then follows design.md: Poisson per bin → energy weighting w(E) → blur (PSF) → gain, dead and hot
-pixels → read noise → offset, quantisation, saturation. The energy sum is contracted once per pixel (three
-moments Σλ, Σwλ, Σw²λ), so the energy bins cost one small matrix product, never a projection each.
+pixels → read noise → offset, quantisation, saturation (each detector frame, when a projection averages
+several). The energy sum is contracted once per pixel (three moments Σλ, Σwλ, Σw²λ), so the energy bins cost
+one small matrix product, never a projection each.
 Focal-spot blur and scatter act on the expected photons, before noise, as they do physically.
 """
 
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lamino.simulate.detector import Detector, blur, readout
+from lamino.simulate.detector import Detector, blur, frame_average, readout
 from lamino.simulate.noise import binned_poisson, compound_poisson, poisson
 
 
@@ -44,6 +45,7 @@ class ChainSwitches(NamedTuple):
     focal_spot: bool = False
     scatter: bool = False
     exact_bins: bool = False
+    frames: int = 1           # detector frames averaged into one projection (Scanner.frames_per_projection)
 
 
 def expected_photons(lengths: jax.Array, c: ChainConstants) -> jax.Array:
@@ -90,7 +92,9 @@ def detect(key: jax.Array, signal_in: jax.Array, c: ChainConstants, detector: De
             signal = compound_poisson(key_photons, mom[0], mom[1], mom[2])
     if s.blur:
         signal = blur(signal, c.psf)
-    return readout(signal, detector, c.maps, key_read, s.noise, flat)
+    if flat or s.frames == 1:
+        return readout(signal, detector, c.maps, key_read, s.noise, flat)
+    return frame_average(signal, detector, c.maps, key_read, s.noise, s.frames)
 
 
 @functools.partial(jax.jit, static_argnames=("detector", "switches"))
@@ -109,6 +113,8 @@ def reference_frames(key: jax.Array, c: ChainConstants, detector: Detector, swit
     beam = (jnp.arange(n_flats + n_darks) < n_flats).astype(jnp.float32)            # flats first, then darks
     nothing = jnp.zeros((0, n_flats + n_darks, rows, cols), jnp.float32)              # no material in the beam
     expected = expected_photons(nothing, c) if _per_bin(switches) else expected_moments(nothing, c)
+    # each flat frame is exposed as long as one frame of a projection (the exposure / switches.frames)
+    beam = beam / switches.frames
     expected = expected * (beam[:, None, None, None] if _per_bin(switches) else beam[None, :, None, None])
     frames = detect(key, expected, c, detector, switches, flat=True)
     return frames[:n_flats].mean(0), frames[n_flats:].mean(0)

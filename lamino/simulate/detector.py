@@ -365,6 +365,20 @@ def blur(images: ArrayLike, kernel: ArrayLike) -> jax.Array:
     return full[..., kr // 2: kr // 2 + rows, kc // 2: kc // 2 + cols].astype(jnp.float32)
 
 
+def frame_average(signal: ArrayLike, detector: Detector, maps: dict[str, ArrayLike], key: jax.Array, noise: bool,
+                  frames: int) -> jax.Array:
+    """The mean of ``frames`` detector frames that share one projection's signal (..., rows, cols) equally:
+    each frame reads ``signal / frames`` through :func:`readout` with its own read noise, quantisation and
+    saturation. (The photon noise of the whole exposure is in ``signal`` already; splitting it equally
+    neglects the frames' own photon fluctuations, which matter only for frames within noise of saturation.)"""
+    share = jnp.asarray(signal, jnp.float32) / frames
+
+    def add_frame(i, total):
+        return total + readout(share, detector, maps, jax.random.fold_in(key, i), noise)
+
+    return jax.lax.fori_loop(0, frames, add_frame, jnp.zeros_like(share)) / frames
+
+
 def readout(signal: ArrayLike, detector: Detector, maps: dict[str, ArrayLike], key: jax.Array, noise: bool,
             flat: bool = False) -> jax.Array:
     """Detector readings (..., rows, cols) float32 from the blurred signal in ADU (counts when counting).

@@ -63,7 +63,7 @@ SCANNER_KEYS: dict[str, tuple[str, bool]] = {
     "current_ua": ("number", False), "exposure_s": ("number", False), "flux": ("number", True),
     "focal_spot_um": ("number", False), "sod": ("number", True), "sdd": ("number", True),
     "n_flats": ("integer", False), "n_darks": ("integer", False), "readout_s": ("number", False),
-    "sources": ("strings", False),
+    "max_frame_s": ("number", True), "sources": ("strings", False),
 }
 """Keys of a ``[presets.<name>]`` table besides ``detector``: (kind, whether ``"none"`` is allowed). The name is
 the table's."""

@@ -56,7 +56,10 @@ class Scanner:
     Beam lines (``beam="parallel"``) need ``flux`` (photons/mm²/s at the sample) and ``energy_kev`` (keV) or a
     ``spectrum_file`` (pink beam, two columns keV, relative fluence). ``exposure_s`` is per projection,
     ``readout_s`` the dead time per view, ``n_flats`` / ``n_darks`` the frames averaged into one flat / dark,
-    ``focal_spot_um`` the source size (µm, FWHM). ``sources`` cites where the numbers come from.
+    ``focal_spot_um`` the source size (µm, FWHM). ``max_frame_s``: the longest exposure of one detector frame
+    (s); a longer ``exposure_s`` is taken as :attr:`frames_per_projection` equal frames and averaged, as
+    flat-panel scanners do, so each frame (and each flat frame) saturates at its own level and read noise
+    falls as 1/√frames. None: one frame per projection. ``sources`` cites where the numbers come from.
     """
 
     name: str
@@ -77,6 +80,7 @@ class Scanner:
     n_flats: int = 20
     n_darks: int = 20
     readout_s: float = 0.0
+    max_frame_s: float | None = None
     sources: tuple[str, ...] = ()
     kvp_range: tuple[float, float] | None = None
     description: str = ""
@@ -103,6 +107,8 @@ class Scanner:
         put("current_ua", positive("current_ua", self.current_ua, " µA"))
         put("focal_spot_um", non_negative("focal_spot_um", self.focal_spot_um, " µm"))
         put("readout_s", non_negative("readout_s", self.readout_s, " s"))
+        if self.max_frame_s is not None:
+            put("max_frame_s", positive("max_frame_s", self.max_frame_s, " s (longest single detector frame)"))
         put("n_flats", count("n_flats", self.n_flats))
         put("n_darks", count("n_darks", self.n_darks))
         if self.energy_kev is not None:
@@ -254,6 +260,13 @@ class Scanner:
         args.update(kw)
         build = Geometry.cone if self.beam == "cone" else Geometry.parallel
         return build(tilt_deg=tilt_deg, n_views=n_views, **args)
+
+    @property
+    def frames_per_projection(self) -> int:
+        """Detector frames averaged into one projection: ⌈exposure_s / max_frame_s⌉ (1 without max_frame_s)."""
+        if self.max_frame_s is None:
+            return 1
+        return max(1, math.ceil(self.exposure_s / self.max_frame_s * (1 - 1e-9)))
 
     def scan_time_s(self, n_views: int) -> float:
         """Acquisition time of ``n_views`` projections (s): n_views × (exposure_s + readout_s)."""

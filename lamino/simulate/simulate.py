@@ -110,7 +110,8 @@ def simulate(phantom: Phantom, geometry: Geometry, scanner: Scanner | str | None
     fs_sigma_px = _focal_spot_sigma_px(scanner, geometry) if focal_spot else 0.0
     scatter_sigma_px = (scatter_sigma_mm / du if scatter_sigma_mm else geometry.det_shape[1] / 8)
     switches = ChainSwitches(noise=bool(noise), blur=bool(blur) and detector.psf != "none",
-                             focal_spot=fs_sigma_px > 0.05, scatter=scatter_spr > 0, exact_bins=bool(exact_bins))
+                             focal_spot=fs_sigma_px > 0.05, scatter=scatter_spr > 0, exact_bins=bool(exact_bins),
+                             frames=scanner.frames_per_projection)
     consts = as_constants(mu, photons, weights, falloff, detector.psf_kernel(), gaussian_kernel(fs_sigma_px),
                           gaussian_kernel(scatter_sigma_px) if scatter_spr > 0 else gaussian_kernel(0.0),
                           scatter_spr, detector.pixel_maps())
@@ -176,7 +177,8 @@ def _warn_if_saturated(flat: np.ndarray, detector) -> None:
     full = detector.saturation_adu
     if full is not None and np.mean(flat >= 0.999 * full) > 0.01:
         warnings.warn(f"the flat field saturates the detector ({np.mean(flat >= 0.999 * full):.0%} of pixels at "
-                      f"{full:g} ADU): lower exposure_s, the tube current or the flux, or adu_per_kev", stacklevel=3)
+                      f"{full:g} ADU): lower exposure_s, the tube current or the flux, or adu_per_kev, or set "
+                      f"max_frame_s to average shorter frames", stacklevel=3)
 
 
 def _warn_if_detector_differs(scanner: Scanner, geometry: Geometry) -> None:

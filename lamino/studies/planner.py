@@ -18,7 +18,9 @@ class Configuration:
     ``point``: tilt_deg, n_views, exposure_s, kvp, method; ``metrics_mean`` / ``metrics_std``: over the noise
     repeats (std 0 for one repeat); ``objective_mean`` / ``objective_std``: the weighted objective (higher is
     better); ``scan_time_s``: n_views × (exposure + readout); ``feasible``: every constraint holds for the means;
-    ``pareto``: on the front of objective (max) against scan time (min) among feasible configurations."""
+    ``pareto``: on the front of objective (max) against scan time (min) among feasible configurations. A
+    configuration whose open beam saturates the detector (``saturated_fraction`` above
+    :data:`SATURATION_LIMIT`) is never feasible: its data are clipped, whatever its metrics say."""
 
     point: dict[str, Any]
     ids: tuple[str, ...]
@@ -48,6 +50,7 @@ class PlanResult:
 
 _CONFIG_KEYS = ("tilt_deg", "n_views", "exposure_s", "kvp", "method", "trajectory")
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0          # 0.618…: the golden-section ratio
+SATURATION_LIMIT = 0.01     # share of flat pixels at the saturation level above which a configuration is set aside
 
 
 def default_weights(metric_names) -> dict[str, float]:
@@ -88,8 +91,8 @@ def configurations(records: list[dict[str, Any]], weights: dict[str, float], con
         objective = np.array([objective_value(r["metrics"], weights) for r in recs])
         point = {k: recs[0]["point"].get(k) for k in _CONFIG_KEYS}
         scan_time = mean["scan_time_s"] if "scan_time_s" in mean else _scan_time(recs[0])
-        feasible = all(c.holds(scan_time if c.metric == "scan_time_s" else mean.get(c.metric, math.nan))
-                       for c in constraints)
+        feasible = (all(c.holds(scan_time if c.metric == "scan_time_s" else mean.get(c.metric, math.nan))
+                            for c in constraints) and not saturates(mean))
         out.append(Configuration(point=point, ids=tuple(r["id"] for r in recs),
                                  stage="grid" if any(r["stage"] == "grid" for r in recs) else recs[0]["stage"],
                                  metrics_mean=mean, metrics_std=std, objective_mean=_nanmean(objective),
@@ -98,6 +101,12 @@ def configurations(records: list[dict[str, Any]], weights: dict[str, float], con
     front = set(pareto_front([(c.scan_time_s, c.objective_mean) for c in out],
                              [c.feasible and math.isfinite(c.objective_mean) for c in out]))
     return [dataclasses.replace(c, pareto=i in front) for i, c in enumerate(out)]
+
+
+def saturates(metrics: dict[str, float]) -> bool:
+    """Whether a configuration's open beam saturates the detector (its ``saturated_fraction`` is above
+    :data:`SATURATION_LIMIT`; unknown counts as not)."""
+    return metrics.get("saturated_fraction", 0.0) > SATURATION_LIMIT
 
 
 def pareto_front(points: list[tuple[float, float]], allowed: list[bool] | None = None) -> list[int]:
@@ -120,8 +129,12 @@ def recommend(configs: list[Configuration], tolerance: float = 0.02) -> tuple[Co
     × |best|) of the best mean, σ the standard deviation of the best configuration's repeats (in the spirit of
     the one-standard-error rule; the floor covers a single repeat). Returns it and the reason in words."""
     feasible = [c for c in configs if c.feasible and math.isfinite(c.objective_mean)]
+    clipped = sum(saturates(c.metrics_mean) for c in configs)
+    note = (f" ({clipped} set aside because the open beam saturates the detector: shorten the frames with "
+            f"[scanner] max_frame_s, or lower the exposure or the tube current)") if clipped else ""
     if not feasible:
-        return None, ("no configuration meets the constraints" if configs else "the study has no finished points")
+        return None, ("no configuration meets the constraints" + note if configs
+                      else "the study has no finished points")
     best = max(feasible, key=lambda c: c.objective_mean)
     margin = max(best.objective_std, tolerance * abs(best.objective_mean))
     near = [c for c in feasible if c.objective_mean >= best.objective_mean - margin]
@@ -134,7 +147,7 @@ def recommend(configs: list[Configuration], tolerance: float = 0.02) -> tuple[Co
         share = choice.scan_time_s / best.scan_time_s
         reason += (f"{_describe(choice)} reaches {choice.objective_mean:.4g} ± {choice.objective_std:.2g}, within "
                    f"{margin:.2g} of the best, in {choice.scan_time_s:.0f} s ({share:.0%} of the time)")
-    return choice, reason + f"; {len(feasible)} of {len(configs)} configurations meet the constraints"
+    return choice, reason + f"; {len(feasible)} of {len(configs)} configurations meet the constraints" + note
 
 
 def analyse(store, weights: dict[str, float] | None = None, grid_only: bool = False) -> PlanResult:

@@ -22,7 +22,7 @@ import numpy as np
 
 from lamino import phantoms
 from lamino.geometry import Geometry, VolumeGrid
-from lamino.recon import reconstruct
+from lamino.recon import reconstruct, suppress_rings
 from lamino.recon.coverage import reliable_region
 from lamino.simulate import simulate
 from lamino.studies.build import build_geometry, build_scanner, study_grid
@@ -80,6 +80,12 @@ def _lengths(phantom, key: str, geometry: Geometry, method: str, voxel_size: flo
     return lengths
 
 
+def _with_saturation(names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """The metrics to score: the spec's (None: every applicable one), always with ``saturated_fraction``, which
+    the planner needs to set clipped configurations aside."""
+    return None if names is None or "saturated_fraction" in names else (*names, "saturated_fraction")
+
+
 def evaluate_point(spec: StudySpec, point: dict[str, Any], stage: str = "grid") -> PointResult:
     """Simulate, reconstruct and score one point of ``spec`` (tilt_deg, n_views, exposure_s, kvp, method,
     seed). Deterministic: the same point gives the same numbers in any process."""
@@ -95,7 +101,10 @@ def evaluate_point(spec: StudySpec, point: dict[str, Any], stage: str = "grid") 
         scan = simulate(phantom, geometry, scanner, seed=int(point["seed"]), truth=False, lengths=lengths,
                         **sim_kw)
         t_sim = time.perf_counter()
-        rec = reconstruct(scan.line_integrals(), geometry, grid, point["method"],
+        proj = scan.line_integrals()
+        if spec.recon.get("rings", False):
+            proj = suppress_rings(proj)
+        rec = reconstruct(proj, geometry, grid, point["method"],
                           iterations=spec.recon.get("iterations"), lam=spec.recon.get("lam"),
                           filter=spec.recon.get("filter", "ram-lak"), sample_size=phantom.sample_size)
         recon = np.asarray(rec.volume)
@@ -105,8 +114,8 @@ def evaluate_point(spec: StudySpec, point: dict[str, Any], stage: str = "grid") 
         truth = phantom.attenuation(grid, energy, voxels=voxels)
         trajectory = build_geometry(spec, {**point, "n_views": DENSE_VIEWS}, scanner)
         region = scoring_region(spec, grid)
-        metrics = score(ScoringInput(recon, truth, grid, voxels, phantom, geometry, scanner, trajectory, region),
-                        spec.metrics)
+        metrics = score(ScoringInput(recon, truth, grid, voxels, phantom, geometry, scanner, trajectory, region,
+                                     scan.flats), _with_saturation(spec.metrics))
     t_end = time.perf_counter()
     provenance = {
         "geometry": geometry.to_dict(), "scanner": scanner.to_dict(), "grid": grid.to_dict(),

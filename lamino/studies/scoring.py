@@ -51,13 +51,14 @@ METRICS: dict[str, tuple[str, str]] = {
     "missing_cone_fraction": ("", "fraction of Fourier directions the geometry does not measure (lower is better)"),
     "scan_time_s": ("s", "acquisition time, views × (exposure + readout) (lower is better)"),
     "dose_mgy": ("mGy", "water-kerma proxy of the dose at the sample (lower is better)"),
+    "saturated_fraction": ("", "share of open-beam (flat) pixels at the detector's saturation level: clipped data"),
 }
 
 #: value range of the metrics whose values are bounded (a constraint outside it can never hold)
 METRIC_RANGES: dict[str, tuple[float, float]] = {
     **{m: (0.0, 1.0) for m in ("crack_dice", "crack_precision", "crack_recall", "crack_detection_rate",
                                "crack_detection_vertical", "crack_detection_oblique", "crack_detection_flat",
-                               "star_isotropy", "missing_cone_fraction")},
+                               "star_isotropy", "missing_cone_fraction", "saturated_fraction")},
     "ssim": (-1.0, 1.0),
     **{m: (0.0, math.inf) for m in ("rmse", "nrmse", "noise_std", "in_plane_fwhm_mm", "through_plane_fwhm_mm",
                                     "mtf50_lp_mm", "star_limit_lp_mm", "scan_time_s", "dose_mgy")},
@@ -75,8 +76,9 @@ class ScoringInput:
     """One reconstruction and everything its metrics need: ``recon`` and ``truth`` μ (nz, ny, nx) in 1/mm on
     ``grid``, the phantom's voxelisation on that grid, the phantom, the acquisition geometry and scanner, and
     optionally the same trajectory densely sampled (``trajectory``) for the missing-cone fraction (default:
-    :func:`dense_trajectory` of ``geometry``) and the ``region`` (bool) where image metrics are scored (default:
-    everywhere; a study passes the voxels that every one of its geometries sees completely)."""
+    :func:`dense_trajectory` of ``geometry``), the ``region`` (bool) where image metrics are scored (default:
+    everywhere; a study passes the voxels that every one of its geometries sees completely) and the scan's
+    averaged ``flats`` (for the saturated fraction; without them it is NaN)."""
 
     recon: np.ndarray
     truth: np.ndarray
@@ -87,6 +89,7 @@ class ScoringInput:
     scanner: Any
     trajectory: Geometry | None = None
     region: np.ndarray | None = None
+    flats: np.ndarray | None = None
 
 
 def applicable(phantom: Phantom) -> tuple[str, ...]:
@@ -136,6 +139,9 @@ def score(data: ScoringInput, names: tuple[str, ...] | None = None) -> dict[str,
         one = data.geometry.replace(angles_deg=(0.0,)) if data.geometry.custom_vectors is None else data.geometry
         per_view = _cached(("dose", data.scanner.to_dict(), one.to_dict()), coverage.dose_proxy, data.scanner, one)
         out["dose_mgy"] = per_view * data.geometry.n_views / one.n_views
+    if "saturated_fraction" in wanted and data.flats is not None:
+        full = data.scanner.detector.saturation_adu
+        out["saturated_fraction"] = 0.0 if full is None else float(np.mean(np.asarray(data.flats) >= 0.999 * full))
     return {n: float(out.get(n, math.nan)) for n in names}
 
 
@@ -200,6 +206,12 @@ def _object_mask(truth: np.ndarray) -> np.ndarray:
     return truth >= 0.5 * top if top > 0 else np.zeros(truth.shape, bool)
 
 
+def _stack_mask(truth: np.ndarray) -> np.ndarray:
+    """The object's footprint through its whole thickness, (nz, ny, nx): where the mean μ over z is high. A
+    laminated sample (a pouch cell) has layers too thin for an edge profile, but its stack has lateral sides."""
+    return np.broadcast_to(_object_mask(truth.mean(axis=0)), truth.shape)
+
+
 def _edge_metrics(recon: np.ndarray, truth: np.ndarray, grid: VolumeGrid, region: np.ndarray) -> dict[str, float]:
     from lamino.studies.metrics import resolution
 
@@ -211,7 +223,12 @@ def _edge_metrics(recon: np.ndarray, truth: np.ndarray, grid: VolumeGrid, region
         try:
             edge = resolution.edge_response(recon, inside, grid, direction=direction, mask=region)
         except ValueError:              # no edge of that orientation in this object
-            continue
+            if direction != "in-plane":
+                continue
+            try:                        # a laminate (layers thinner than the edge window): its stack's sides
+                edge = resolution.edge_response(recon, _stack_mask(truth), grid, direction=direction, mask=region)
+            except ValueError:
+                continue
         out[key] = edge.fwhm_mm
         if direction == "in-plane":
             out["mtf50_lp_mm"] = edge.mtf50

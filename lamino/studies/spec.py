@@ -10,7 +10,8 @@ Layout (every table but ``[study]``, ``[phantom]``, ``[scanner]`` and ``[sweep]`
                  sod, sdd, det_shape, det_spacing, cor_offset, …
     [simulate]   keywords of lamino.simulate.simulate: noise, blur, focal_spot, n_bins, method, scatter_spr
     [recon]      method = "fbp" (or a list: then it is a sweep axis), iterations, lam, filter,
-                 grid = "auto" | { shape = [nz, ny, nx], voxel_size = 0.04, center = [cz, cy, cx] }
+                 grid = "auto" | { shape = [nz, ny, nx], voxel_size = 0.04, center = [cz, cy, cx] },
+                 rings = true (suppress ring artefacts before reconstructing; default false)
     [sweep]      tilt_deg = [...], n_views = [...], exposure_s = [...], kvp = [...],
                  trajectory = ["cl", "limited-angle"] (limited-angle CT of the flat sample with the same
                  missing Fourier fraction as CL at tilt_deg; default "cl"),
@@ -45,7 +46,7 @@ TRAJECTORIES = ("cl", "limited-angle")
 _SECTIONS = ("study", "phantom", "scanner", "geometry", "simulate", "recon", "sweep", "metrics", "objective", "planner")
 _SIMULATE_KEYS = ("noise", "blur", "focal_spot", "n_bins", "method", "scatter_spr", "scatter_sigma_mm", "voxel_size",
                   "exact_bins")
-_RECON_KEYS = ("method", "iterations", "lam", "filter", "grid")
+_RECON_KEYS = ("method", "iterations", "lam", "filter", "grid", "rings")
 _STUDY_KEYS = ("name", "description")
 _SIMULATE_BOOLS = ("noise", "blur", "focal_spot", "exact_bins")
 _SIMULATE_METHODS = ("exact", "voxel")
@@ -245,6 +246,8 @@ def _recon(table: dict, err: _Errors) -> dict:
         err.fail("[recon] lam", f"= {lam!r}", "give a TV weight ≥ 0")
     if "filter" in table and table["filter"] not in FILTERS:
         err.fail("[recon] filter", f"= {table['filter']!r}", f"choose one of {', '.join(FILTERS)}")
+    if "rings" in table and not isinstance(table["rings"], bool):
+        err.fail("[recon] rings", f"= {table['rings']!r}", "give true (suppress ring artefacts) or false")
     return dict(table)
 
 
