@@ -309,13 +309,15 @@ PLANE_PREFILTER = 1.0 / 12.0
 
 
 def sharpen_plane(plane, k: float = PLANE_PREFILTER):
-    """``plane`` (…, H_a, H_b) filtered by [−k, 1 + 2k, −k] along each of its last two axes (zero outside)."""
-    for axis in (plane.ndim - 2, plane.ndim - 1):
-        n = plane.shape[axis]
-        padded = jnp.pad(plane, [(1, 1) if a == axis else (0, 0) for a in range(plane.ndim)])
-        neighbours = lax.slice_in_dim(padded, 0, n, axis=axis) + lax.slice_in_dim(padded, 2, n + 2, axis=axis)
-        plane = (1 + 2 * k) * plane - k * neighbours
-    return plane
+    """``plane`` (…, H_a, H_b) filtered by [−k, 1 + 2k, −k] along each of its last two axes (zero outside).
+
+    One 3 × 3 convolution op: written as shifted sums, XLA fuses the stencil into the plane sampling and
+    computes that several times (the backprojection 30 % slower on CPU, measured; as a convolution, 2 %).
+    """
+    taps = jnp.array([-k, 1 + 2 * k, -k], jnp.float32)
+    kernel = (taps[:, None] * taps[None, :])[None, None]              # (out, in, 3, 3)
+    images = plane.reshape((-1, 1) + plane.shape[-2:])
+    return lax.conv_general_dilated(images, kernel, (1, 1), ((1, 1), (1, 1))).reshape(plane.shape)
 
 
 def backproject_view(src_acc, proj, vec, st: StackPlan, beam: str, det_shape, voxel_volume: float):
