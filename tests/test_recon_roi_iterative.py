@@ -17,12 +17,16 @@ from test_recon_roi import PLATE, ROI, VS, geometries, plate_volume
 
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.projector import Projector
-from lamino.recon import cgls, reconstruct, sirt
+from lamino.recon import cgls, fista_tv, reconstruct, sirt
 from lamino.recon.truncation import measured_support
 
 HOLDS_PLATE = VolumeGrid((4, 81, 81), VS)      # the plate's 4 layers (|z| < 0.4 mm), ±8.1 mm laterally
-ITERATIONS = {"cgls": 20, "sirt": 10}
-SOLVERS = {"cgls": cgls, "sirt": sirt}
+ITERATIONS = {"cgls": 20, "sirt": 10, "fista-tv": 20}
+SOLVERS = {"cgls": cgls, "sirt": sirt, "fista-tv": lambda *a, **kw: fista_tv(*a, lam=TV_WEIGHT, **kw)}
+TV_WEIGHT = 1e-3        # a light TV weight: the plate's beads and crack stay (μ 0.2 /mm, 0.2 mm voxels)
+# FISTA-TV takes steps of 1/‖A‖², and the truncated problem's operator is smaller than the untruncated one's, so
+# its iterates run a different course: 9.2 % at 20 iterations, 5.9 % at 60, 5.1 % at 150 (parallel; cone alike).
+TOLERANCE = {"cgls": 0.05, "sirt": 0.05, "fista-tv": 0.10}
 
 
 @pytest.fixture(scope="module", params=["parallel", "cone"])
@@ -49,7 +53,7 @@ def relative_rms(test, reference, region) -> float:
     return float(np.sqrt(np.mean(diff ** 2)) / np.std(reference[region]))
 
 
-@pytest.mark.parametrize("method", ["cgls", "sirt"])
+@pytest.mark.parametrize("method", ["cgls", "sirt", "fista-tv"])
 def test_support_solve_matches_the_untruncated_solve(data, method):
     beam, wide, narrow, full, truncated, region = data
     solver, it = SOLVERS[method], ITERATIONS[method]
@@ -63,7 +67,7 @@ def test_support_solve_matches_the_untruncated_solve(data, method):
           f"({seconds:.1f} s on {roi.params['support_shape']})")
     assert roi.volume.shape == ROI.shape and roi.grid == ROI
     assert roi.params["support_shape"] == [6, 81, 81]
-    assert with_size <= 0.05, with_size
+    assert with_size <= TOLERANCE[method], with_size
     assert without > 0.3, without                    # the defect: attenuation from outside the grid
 
 
