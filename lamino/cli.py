@@ -300,6 +300,8 @@ def _recon(args: argparse.Namespace) -> int:
 
 
 def _print_plan(result, store_path: str) -> None:
+    from lamino.studies.planner import uncertain
+
     rec = result.recommended
     print(f"objective: {result.objective}")
     if rec is None:
@@ -308,8 +310,7 @@ def _print_plan(result, store_path: str) -> None:
     p = rec.point
     kvp = f", {p['kvp']:g} kV" if p.get("kvp") is not None else ""
     print(f"recommended protocol: tilt {p['tilt_deg']:g}°, {p['n_views']} views × {p['exposure_s']:.3g} s{kvp}, "
-          f"{p['method']}; scan time {rec.scan_time_s:.0f} s; objective {rec.objective_mean:.4g} ± "
-          f"{rec.objective_std:.2g}")
+          f"{p['method']}; scan time {rec.scan_time_s:.0f} s; objective {uncertain(rec)}")
     print(f"why: {result.reason}")
     if result.gradient:
         print("gradient: " + ", ".join(f"{k} = {v:.4g}" for k, v in result.gradient.items()))

@@ -1,6 +1,7 @@
 """Studies: TOML validation, identical results in process / worker processes / Dask, resume after a kill,
 a lost worker retried, the planner on known answers, and the CLI."""
 
+import csv
 import math
 import os
 import signal
@@ -161,6 +162,31 @@ def test_in_process_study_scores_every_point(reference):
     assert len(result.configurations) == 4 and result.recommended is not None
     summary = open(os.path.join(store.path, "summary.csv")).read().splitlines()
     assert len(summary) == 9 and summary[0].startswith("id,stage,tilt_deg")
+    # configurations.csv: per configuration, each metric's mean and standard error over its 2 repeats
+    with open(os.path.join(store.path, "configurations.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and all(r["n"] == "2" for r in rows)
+    for row in rows:
+        c = next(c for c in result.configurations if c.point["tilt_deg"] == float(row["tilt_deg"])
+                 and c.point["n_views"] == int(row["n_views"]))
+        rmse = [r["metrics"]["rmse"] for r in store.records() if r["id"] in c.ids]
+        assert float(row["rmse_mean"]) == pytest.approx(np.mean(rmse))
+        assert float(row["rmse_sem"]) == pytest.approx(abs(rmse[0] - rmse[1]) / 2)      # s/√2 of two values
+
+
+def test_uncertainty_is_never_plus_minus_zero():
+    """One realisation gives no spread: the planner says the uncertainty is unknown; two give s/√n."""
+    one = planner.Configuration({"tilt_deg": 30, "n_views": 60, "exposure_s": 1.0, "kvp": None, "method": "fbp"},
+                                ("a",), "grid", {}, {}, 0.5876, 0.0, 60.0, True, False, n=1)
+    assert planner.uncertain(one) == "0.5876 (one realisation: uncertainty unknown)"
+    records = [{"id": str(i), "stage": "grid", "metrics": {"ssim": q, "scan_time_s": 60.0},
+                "point": {"tilt_deg": 30, "n_views": 60, "exposure_s": 1.0, "kvp": None, "method": "fbp", "seed": i}}
+               for i, q in enumerate((0.50, 0.56))]
+    (two,) = planner.configurations(records, {"ssim": 1.0}, ())
+    assert two.n == 2 and two.objective_sem == pytest.approx(0.03)
+    assert planner.uncertain(two) == "0.53 ± 0.03 (standard error, 2 repeats)"
+    choice, why = planner.recommend([one])
+    assert "± 0" not in why and "uncertainty unknown" in why
 
 
 def _silicon_plate(text: str) -> str:

@@ -17,10 +17,12 @@ class Configuration:
 
     ``point``: tilt_deg, n_views, exposure_s, kvp, method; ``metrics_mean`` / ``metrics_std``: over the noise
     repeats (std 0 for one repeat); ``objective_mean`` / ``objective_std``: the weighted objective (higher is
-    better); ``scan_time_s``: n_views × (exposure + readout); ``feasible``: every constraint holds for the means;
-    ``pareto``: on the front of objective (max) against scan time (min) among feasible configurations. A
-    configuration whose open beam saturates the detector (``saturated_fraction`` above
-    :data:`SATURATION_LIMIT`) is never feasible: its data are clipped, whatever its metrics say."""
+    better); ``n``: the repeats; ``metrics_sem`` / ``objective_sem``: standard errors of the means, s/√n with the
+    sample standard deviation s (NaN with one repeat: unknown, not zero); ``scan_time_s``: n_views × (exposure +
+    readout); ``feasible``: every constraint holds for the means; ``pareto``: on the front of objective (max)
+    against scan time (min) among feasible configurations. A configuration whose open beam saturates the
+    detector (``saturated_fraction`` above :data:`SATURATION_LIMIT`) is never feasible: its data are clipped,
+    whatever its metrics say."""
 
     point: dict[str, Any]
     ids: tuple[str, ...]
@@ -32,6 +34,9 @@ class Configuration:
     scan_time_s: float
     feasible: bool
     pareto: bool
+    n: int = 1
+    metrics_sem: dict[str, float] = dataclasses.field(default_factory=dict)
+    objective_sem: float = math.nan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,11 +98,12 @@ def configurations(records: list[dict[str, Any]], weights: dict[str, float], con
         scan_time = mean["scan_time_s"] if "scan_time_s" in mean else _scan_time(recs[0])
         feasible = (all(c.holds(scan_time if c.metric == "scan_time_s" else mean.get(c.metric, math.nan))
                             for c in constraints) and not saturates(mean))
+        sem = {m: _nansem(v) for m, v in values.items()}
         out.append(Configuration(point=point, ids=tuple(r["id"] for r in recs),
                                  stage="grid" if any(r["stage"] == "grid" for r in recs) else recs[0]["stage"],
                                  metrics_mean=mean, metrics_std=std, objective_mean=_nanmean(objective),
                                  objective_std=_nanstd(objective), scan_time_s=float(scan_time), feasible=feasible,
-                                 pareto=False))
+                                 pareto=False, n=len(recs), metrics_sem=sem, objective_sem=_nansem(objective)))
     front = set(pareto_front([(c.scan_time_s, c.objective_mean) for c in out],
                              [c.feasible and math.isfinite(c.objective_mean) for c in out]))
     return [dataclasses.replace(c, pareto=i in front) for i, c in enumerate(out)]
@@ -139,13 +145,12 @@ def recommend(configs: list[Configuration], tolerance: float = 0.02) -> tuple[Co
     margin = max(best.objective_std, tolerance * abs(best.objective_mean))
     near = [c for c in feasible if c.objective_mean >= best.objective_mean - margin]
     choice = min(near, key=lambda c: (c.scan_time_s, -c.objective_mean))
-    reason = (f"the best objective is {best.objective_mean:.4g} ± {best.objective_std:.2g} at {_describe(best)} "
-              f"({best.scan_time_s:.0f} s); ")
+    reason = f"the best objective is {uncertain(best)} at {_describe(best)} ({best.scan_time_s:.0f} s); "
     if choice is best:
         reason += "no faster configuration comes within noise of it"
     else:
         share = choice.scan_time_s / best.scan_time_s
-        reason += (f"{_describe(choice)} reaches {choice.objective_mean:.4g} ± {choice.objective_std:.2g}, within "
+        reason += (f"{_describe(choice)} reaches {uncertain(choice)}, within "
                    f"{margin:.2g} of the best, in {choice.scan_time_s:.0f} s ({share:.0%} of the time)")
     return choice, reason + f"; {len(feasible)} of {len(configs)} configurations meet the constraints" + note
 
@@ -266,6 +271,46 @@ def _scan_time(record: dict[str, Any]) -> float:
 def _nanmean(v: np.ndarray) -> float:
     v = np.asarray(v, float)
     return float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else math.nan
+
+
+def _nansem(v: np.ndarray) -> float:
+    """Standard error of the mean of the finite values (sample standard deviation / √n); NaN for fewer than 2."""
+    v = np.asarray(v, float)
+    v = v[np.isfinite(v)]
+    return float(np.std(v, ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
+
+
+def uncertain(c: Configuration) -> str:
+    """A configuration's objective with its uncertainty in words: ``0.5876 ± 0.012 (standard error, 4
+    repeats)``, or, from one realisation, ``0.5876 (one realisation: uncertainty unknown)``, never "± 0"."""
+    if c.n < 2 or not math.isfinite(c.objective_sem):
+        return f"{c.objective_mean:.4g} (one realisation: uncertainty unknown)"
+    return f"{c.objective_mean:.4g} ± {c.objective_sem:.2g} (standard error, {c.n} repeats)"
+
+
+def write_configurations(path: str, configs: list[Configuration]) -> str:
+    """``configurations.csv``: one row per configuration, its sweep values, ``n`` (repeats), scan time,
+    feasibility, Pareto membership, the objective's mean and standard error, and ``<metric>_mean`` /
+    ``<metric>_sem`` of every metric (a standard error is empty with one repeat: unknown)."""
+    import csv
+
+    from lamino.io.files import atomic_write
+
+    names = sorted({m for c in configs for m in c.metrics_mean})
+    with atomic_write(path, ".csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*_CONFIG_KEYS, "n", "scan_time_s_config", "feasible", "pareto", "objective_mean",
+                    "objective_sem", *(f"{m}_{s}" for m in names for s in ("mean", "sem"))])
+        for c in configs:
+            w.writerow([*(c.point.get(k) for k in _CONFIG_KEYS), c.n, c.scan_time_s, c.feasible, c.pareto,
+                        _cell(c.objective_mean), _cell(c.objective_sem),
+                        *(_cell(v) for m in names for v in (c.metrics_mean.get(m, math.nan),
+                                                             c.metrics_sem.get(m, math.nan)))])
+    return path
+
+
+def _cell(x: float) -> str:
+    return "" if not math.isfinite(x) else repr(float(x))
 
 
 def _nanstd(v: np.ndarray) -> float:

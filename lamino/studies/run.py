@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 import time
 import uuid
 import warnings
@@ -234,6 +235,7 @@ def run_study(spec: StudySpec | str, out: str, *, workers: int = 0, dask: str | 
             if gradient is not None:
                 store.write_extra("gradient", {**gradient, "point": result.recommended.point})
                 result = planner.analyse(store)
+        planner.write_configurations(os.path.join(store.path, "configurations.csv"), list(result.configurations))
     return result
 
 

@@ -9,6 +9,8 @@ Layout::
                           provenance) and the central orthogonal slices ``recon/{xy,xz,yz}`` and
                           ``truth/{xy,xz,yz}`` (μ, 1/mm)
       summary.csv         one row per finished point (rewritten after every point)
+      configurations.csv  one row per configuration: every metric's mean and standard error over the
+                          repeats, and n (written by the planner when the study finishes)
 
 A point file appears only when complete (temporary name, then rename), so a study stopped at any moment
 resumes by computing exactly the points whose files are missing (or unreadable). A live run locks the folder
