@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 
 import numpy as np
 import pytest
@@ -588,3 +589,30 @@ def test_planner_gradient_is_stored_printed_and_reported(reference, tmp_path, mo
     assert "d_expected_rmse_d_tilt_per_deg" in (tmp_path / "rep" / "index.html").read_text()
     assert main(["plan", path, "--out", str(out), "--report", str(tmp_path / "rep2")]) == 0
     assert "gradient: tilt_deg" in capsys.readouterr().out and len(calls) == 1      # not recomputed
+
+
+def test_sample_instances_are_an_ensemble_axis_beside_the_noise_seeds(tmp_path):
+    """[phantom] instances = 2 with two noise seeds: every configuration is evaluated for 2 × 2 realisations, each
+    instance a different draw of the phantom (other crack placements), and the planner groups all four into one
+    configuration (n = 4) with the standard error over them."""
+    from lamino.studies.point import _phantom
+
+    text = open("examples/quickstart.toml").read().replace("seed = 0", "instances = 2", 1)
+    text = text.replace("seeds = [0]", "seeds = [0, 1]")
+    spec = parse_spec(tomllib.loads(text), "quickstart-instances")
+    assert spec.repeats() == [{"phantom_seed": i, "seed": s} for i in (0, 1) for s in spec.seeds]
+    points = spec.points()
+    n_configs = len(points) // 4
+    assert n_configs > 1 and {p["phantom_seed"] for p in points} == {0, 1}
+    assert len({point_id(spec, p) for p in points}) == len(points)
+    first, second = (_phantom(spec, {**points[0], "phantom_seed": i})[0] for i in (0, 1))
+    cracks = [[c["center_mm"] for c in ph.params["cracks"]] for ph in (first, second)]
+    assert cracks[0] != cracks[1]                                   # other crack placements
+    records = [{"id": str(i), "stage": "grid", "point": p, "metrics": {"crack_dice": 0.5 + 0.01 * i,
+                                                                      "scan_time_s": 60.0}}
+               for i, p in enumerate(points[:len(spec.repeats())])]
+    (config,) = planner.configurations(records, {"crack_dice": 1.0}, ())
+    assert config.n == 4 and config.objective_sem == pytest.approx(np.std([0.5, 0.51, 0.52, 0.53], ddof=1) / 2)
+    # without instances the points (and their ids) are those of a single-phantom study
+    plain = parse_spec(tomllib.loads(open("examples/quickstart.toml").read()), "quickstart")
+    assert all("phantom_seed" not in p for p in plain.points())

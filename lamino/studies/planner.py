@@ -82,7 +82,8 @@ def objective_value(metrics: dict[str, float], weights: dict[str, float]) -> flo
 
 
 def configurations(records: list[dict[str, Any]], weights: dict[str, float], constraints) -> list[Configuration]:
-    """Group point records by configuration (all but the seed) and summarise them over the noise repeats."""
+    """Group point records by configuration (all but the noise seed and the sample instance) and summarise them
+    over those repeats."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         key = json.dumps({k: r["point"].get(k) for k in _CONFIG_KEYS}, sort_keys=True)
@@ -236,14 +237,14 @@ def refine_tilt(spec, runner) -> list[str]:
     below = [x for x in tilts if x < t]
     above = [x for x in tilts if x > t]
     lo, hi = (below[-1] if below else t), (above[0] if above else t)
-    n_seeds = len(set(spec.seeds))
+    n_seeds = len(spec.repeats())
     known = {float(c.point["tilt_deg"]): c.objective_mean for c in start.configurations
              if len(set(c.ids)) == n_seeds and all(c.point[k] == base[k] for k in _CONFIG_KEYS if k != "tilt_deg")}
     weights = spec.weights or default_weights(start.recommended.metrics_mean)
     new_ids: list[str] = []
 
     def f(tilt: float) -> float:
-        points = [spec.complete({**base, "tilt_deg": tilt, "seed": s}) for s in spec.seeds]
+        points = [spec.complete({**base, "tilt_deg": tilt, **repeat}) for repeat in spec.repeats()]
         ids = runner.run(points, stage="refine", desc=f"refine tilt {tilt:g}°")
         new_ids.extend(ids)
         recs = [runner.store.record(i) for i in ids]

@@ -51,13 +51,18 @@ def scoring_region(spec: StudySpec, grid: VolumeGrid) -> np.ndarray:
     return _CACHE[key]
 
 
-def _phantom(spec: StudySpec):
-    key = "phantom:" + json.dumps(spec.phantom, sort_keys=True)
-    if key not in _CACHE:
+def _phantom(spec: StudySpec, point: dict[str, Any]):
+    """The phantom of ``point`` (its ``phantom_seed``, else the spec's seed) and its cache key."""
+    study = f"study:{spec.fingerprint}"
+    if study not in _CACHE:
         _CACHE.clear()                    # a new study in this process: drop the old one's caches
         _LENGTHS.clear()
-        p = spec.phantom
-        _CACHE[key] = phantoms.get(p["name"], seed=p["seed"], **p["params"])
+        _CACHE[study] = True
+    p = spec.phantom
+    seed = int(point.get("phantom_seed", p["seed"]))
+    key = "phantom:" + json.dumps({"name": p["name"], "seed": seed, "params": p["params"]}, sort_keys=True)
+    if key not in _CACHE:
+        _CACHE[key] = phantoms.get(p["name"], seed=seed, **p["params"])
     return _CACHE[key], key
 
 
@@ -90,7 +95,7 @@ def evaluate_point(spec: StudySpec, point: dict[str, Any], stage: str = "grid") 
     """Simulate, reconstruct and score one point of ``spec`` (tilt_deg, n_views, exposure_s, kvp, method,
     seed). Deterministic: the same point gives the same numbers in any process."""
     t0 = time.perf_counter()
-    phantom, key = _phantom(spec)                       # first: a new study clears the caches
+    phantom, key = _phantom(spec, point)                # first: a new study clears the caches
     scanner = build_scanner(spec, point)
     geometry = build_geometry(spec, point, scanner)
     grid = study_grid(spec)

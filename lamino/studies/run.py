@@ -250,7 +250,7 @@ def study_memory_bytes(spec: StudySpec) -> tuple[int, dict[str, Any], Any]:
     from lamino.studies.build import build_geometry, build_scanner, study_grid
     from lamino.studies.point import _phantom
 
-    phantom, _ = _phantom(spec)
+    phantom, _ = _phantom(spec, spec.points()[0])
     grid = study_grid(spec)
     best: tuple[int, dict[str, Any], Any] | None = None
     seen = set()

@@ -4,7 +4,9 @@ objective of an acquisition study, validated into a frozen :class:`StudySpec`.
 Layout (every table but ``[study]``, ``[phantom]``, ``[scanner]`` and ``[sweep]`` is optional)::
 
     [study]      name = "ssb-cracks", description = "…"
-    [phantom]    name = "ssb_pellet", seed = 0, params = { thickness_mm = 0.6, … }
+    [phantom]    name = "ssb_pellet", seed = 0, params = { thickness_mm = 0.6, … }; or seeds = [0, 1, 2] or
+                 instances = 3: independent sample instances (crack and pore placements), averaged over like
+                 the noise seeds
     [scanner]    preset = "nikon_xt225", and any Scanner/Detector field: kvp = 100, exposure_s = 1.0, …
     [geometry]   tilt_deg = 30, n_views = 360 (defaults for axes not swept), and Geometry keywords:
                  sod, sdd, det_shape, det_spacing, cor_offset, …
@@ -117,13 +119,21 @@ class StudySpec:
         """The sweep axes with their values, defaults filled in (one value for an axis not swept)."""
         return {name: list(self.sweep[name]) for name in SWEEP_AXES}
 
+    def repeats(self) -> list[dict[str, int]]:
+        """The realisations every configuration is evaluated for: each noise ``seed``, and with ``[phantom]
+        seeds`` / ``instances`` each sample instance (``phantom_seed``: other crack and pore placements) too."""
+        if "seeds" not in self.phantom:
+            return [{"seed": s} for s in self.seeds]
+        return [{"phantom_seed": i, "seed": s} for i in self.phantom["seeds"] for s in self.seeds]
+
     def points(self) -> list[dict[str, Any]]:
-        """Every (tilt, views, exposure, kVp, method, seed) combination of the sweep grid, in a stable order."""
+        """Every (tilt, views, exposure, kVp, method) combination of the sweep grid × every realisation
+        (:meth:`repeats`), in a stable order."""
         axes = self.axes()
         out = []
-        for values in itertools.product(*axes.values(), self.seeds):
-            point = dict(zip((*axes, "seed"), values, strict=True))
-            out.append(self.complete(point))
+        for values in itertools.product(*axes.values()):
+            for repeat in self.repeats():
+                out.append(self.complete({**dict(zip(axes, values, strict=True)), **repeat}))
         return out
 
     def complete(self, point: dict[str, Any]) -> dict[str, Any]:
@@ -279,8 +289,23 @@ def _phantom(table: dict, err: _Errors) -> dict:
     name = table.get("name")
     if name not in phantoms.names():
         err.fail("[phantom] name", f"= {name!r}", f"choose one of {', '.join(phantoms.names())}")
-    _keys(table, ("name", "seed", "params"), "phantom", err)
-    seed = table.get("seed", 0)
+    _keys(table, ("name", "seed", "seeds", "instances", "params"), "phantom", err)
+    given = [k for k in ("seed", "seeds", "instances") if k in table]
+    if len(given) > 1:
+        err.fail(f"[phantom] {given[0]}", f"together with {given[1]}", "give one of seed, seeds or instances")
+    seeds = None
+    if "instances" in table:
+        n = table["instances"]
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_SEEDS:
+            err.fail("[phantom] instances", f"= {n!r}", f"give an integer from 1 to {MAX_SEEDS} (sample instances)")
+        seeds = list(range(n))
+    elif "seeds" in table:
+        seeds = table["seeds"]
+        if (not isinstance(seeds, list) or not 1 <= len(seeds) <= MAX_SEEDS or len(set(seeds)) != len(seeds)
+                or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < SEED_LIMIT for s in seeds)):
+            err.fail("[phantom] seeds", f"= {seeds!r}", f"give 1 to {MAX_SEEDS} different integers from 0 to "
+                     f"{SEED_LIMIT - 1} (one sample instance each)")
+    seed = seeds[0] if seeds else table.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
         err.fail("[phantom] seed", f"= {seed!r}", f"give an integer from 0 to {SEED_LIMIT - 1}")
     params = table.get("params", {})
@@ -290,7 +315,8 @@ def _phantom(table: dict, err: _Errors) -> dict:
         phantoms.get(name, seed=seed, **params)
     except (TypeError, ValueError) as exc:
         err.fail("[phantom] params", f"({exc})", "see 'lamino phantom show NAME' for the parameters")
-    return {"name": name, "seed": seed, "params": dict(params)}
+    out = {"name": name, "seed": seed, "params": dict(params)}
+    return out if seeds is None else {**out, "seeds": list(seeds)}
 
 
 def _scanner(table: dict, err: _Errors) -> dict:

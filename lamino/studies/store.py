@@ -37,7 +37,7 @@ from lamino.io.files import FolderLock, check_output_folder, clean_temporaries
 from lamino.studies.spec import StudySpec, parse_spec
 
 SLICES = ("xy", "xz", "yz")
-_POINT_KEYS = ("tilt_deg", "n_views", "exposure_s", "kvp", "method", "trajectory", "seed")
+_POINT_KEYS = ("tilt_deg", "n_views", "exposure_s", "kvp", "method", "trajectory", "phantom_seed", "seed")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
