@@ -2,7 +2,7 @@
 
 ``write_report(store, plan, out)`` draws
 
-* heatmaps over tilt (x) × number of views (y) of the objective and of every metric (means over the noise repeats,
+* heatmaps over tilt (x) × number of views (y) of the objective and of every metric (means over the repeats,
   grid-stage configurations only, other swept axes held at the recommended configuration's values), the
   recommended cell outlined;
 * the Pareto plot of objective (mean ± std) against scan time, infeasible configurations grey, the front as a step
@@ -221,7 +221,7 @@ def _heatmaps(store: ResultStore, plan: PlanResult, folder: str) -> list[tuple[s
         fname = _file_name("heatmap", name)
         save_figure(_heatmap_figure(table, tilts, views, label, rec_cell), os.path.join(folder, fname), dpi=DPI)
         what = f"the objective ({plan.objective})" if name == "objective" else f"{label}"
-        figures.append((fname, f"Mean of {what} over the noise repeats, for every tilt and number of views of the "
+        figures.append((fname, f"Mean of {what} over the repeats, for every tilt and number of views of the "
                                f"sweep grid{where}.{outline}"))
     return figures
 
@@ -281,7 +281,7 @@ def _pareto(plan: PlanResult, folder: str) -> tuple[str, str]:
     ax.legend(fontsize=8)
     fname = "pareto.png"
     save_figure(fig, os.path.join(folder, fname), dpi=DPI)
-    caption = ("Objective (mean ± standard deviation over the noise repeats) against scan time for every "
+    caption = ("Objective (mean ± standard deviation over the repeats) against scan time for every "
                "configuration. Grey: violates a constraint; orange step line: the Pareto front of the feasible "
                "configurations; red star: the recommended configuration.")
     return fname, caption
@@ -428,7 +428,7 @@ def _protocol_table(store: ResultStore, plan: PlanResult) -> str:
             ("reconstruction", _e(p.get("method"))),
             ("trajectory", _e(p.get("trajectory", "cl"))), ("scan time", _unit(c.scan_time_s, "s")),
             ("objective", html.escape(_pm(c.objective_mean, c.objective_std))),
-            ("noise repeats", str(len(c.ids))), ("stage", html.escape(c.stage))]
+            ("repeats (noise seeds × instances)", str(len(c.ids))), ("stage", html.escape(c.stage))]
     for m in _key_metrics(store, plan):
         unit = metric_unit(m)
         rows.append((m, html.escape(_pm(c.metrics_mean.get(m), c.metrics_std.get(m)) + (f" {unit}" if unit else ""))))
@@ -485,7 +485,7 @@ def _page(store: ResultStore, plan: PlanResult, figures: list[tuple[str, str]], 
     parts.append(f"<p>Objective (higher is better): <code>{html.escape(plan.objective or '—')}</code></p>")
     if spec.constraints:
         items = "".join(f"<li><code>{html.escape(str(c))}</code></li>" for c in spec.constraints)
-        parts.append(f"<p>Constraints (on the means over the noise repeats):</p><ul>{items}</ul>")
+        parts.append(f"<p>Constraints (on the means over the repeats):</p><ul>{items}</ul>")
     else:
         parts.append("<p>No constraints.</p>")
     if figures:
@@ -495,7 +495,7 @@ def _page(store: ResultStore, plan: PlanResult, figures: list[tuple[str, str]], 
         parts.append(f'<figure><img src="{src}" alt="{html.escape(caption, quote=True)}">'
                      f"<figcaption>Figure {i}. {html.escape(caption)}</figcaption></figure>")
     parts.append("<h2>All configurations</h2><p>Sorted by objective; the recommended row is highlighted, "
-                 "infeasible rows are grey. Values are mean ± standard deviation over the noise repeats.</p>")
+                 "infeasible rows are grey. Values are mean ± standard deviation over the repeats.</p>")
     parts.append(_configurations_table(plan))
     parts.append("<h2>Files</h2><ul>")
     parts += [f'<li><a href="{html.escape(href, quote=True)}">{html.escape(label)}</a></li>' for href, label in links]
