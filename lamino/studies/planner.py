@@ -148,7 +148,9 @@ def recommend(configs: list[Configuration], tolerance: float = 0.02) -> tuple[Co
     choice = min(near, key=lambda c: (c.scan_time_s, -c.objective_mean))
     reason = f"the best objective is {uncertain(best)} at {_describe(best)} ({best.scan_time_s:.0f} s); "
     if choice is best:
-        reason += "no faster configuration comes within noise of it"
+        reason += ("no faster configuration comes within noise of it" if best.n > 1 else
+                   f"no faster configuration comes within {margin:.2g} of it (2 %: the noise of one realisation "
+                   "is unknown)")
     else:
         share = choice.scan_time_s / best.scan_time_s
         reason += (f"{_describe(choice)} reaches {uncertain(choice)}, within "
@@ -300,7 +302,7 @@ def write_configurations(path: str, configs: list[Configuration]) -> str:
     names = sorted({m for c in configs for m in c.metrics_mean})
     with atomic_write(path, ".csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow([*_CONFIG_KEYS, "n", "scan_time_s_config", "feasible", "pareto", "objective_mean",
+        w.writerow([*_CONFIG_KEYS, "n", "scan_time_s", "feasible", "pareto", "objective_mean",
                     "objective_sem", *(f"{m}_{s}" for m in names for s in ("mean", "sem"))])
         for c in configs:
             w.writerow([*(c.point.get(k) for k in _CONFIG_KEYS), c.n, c.scan_time_s, c.feasible, c.pareto,
