@@ -185,7 +185,8 @@ def test_uncertainty_is_never_plus_minus_zero():
                for i, q in enumerate((0.50, 0.56))]
     (two,) = planner.configurations(records, {"ssim": 1.0}, ())
     assert two.n == 2 and two.objective_sem == pytest.approx(0.03)
-    assert planner.uncertain(two) == "0.53 ± 0.03 (standard error, 2 repeats)"
+    # 95 % CI: ± t(0.975, 1 degree of freedom) × s.e. = 12.706 × 0.03
+    assert planner.uncertain(two) == "0.53 ± 0.03 (standard error; 95 % CI 0.1488 to 0.9112, 2 repeats)"
     choice, why = planner.recommend([one])
     assert "± 0" not in why and "uncertainty unknown" in why
 
@@ -616,3 +617,27 @@ def test_sample_instances_are_an_ensemble_axis_beside_the_noise_seeds(tmp_path):
     # without instances the points (and their ids) are those of a single-phantom study
     plain = parse_spec(tomllib.loads(open("examples/quickstart.toml").read()), "quickstart")
     assert all("phantom_seed" not in p for p in plain.points())
+
+
+def test_configurations_are_compared_paired_over_the_same_realisations():
+    """Four realisations whose objective varies a lot between them (σ ≈ 0.08) but moves together across
+    configurations. B is 0.030 ± 0.0004 below the best in every realisation: the pairing shows it is worse (the
+    old rule, within one σ of the best, took it). C differs by +0.05, −0.04, +0.06, −0.03: 0.01 ± 0.025, as good
+    as the best within its 95 % interval. The fastest configuration as good as the best is C."""
+    base = [0.80, 0.90, 0.70, 0.85]
+    shifts = {"A": [0.0] * 4, "B": [0.030, 0.031, 0.029, 0.030], "C": [0.05, -0.04, 0.06, -0.03]}
+    times = {"A": 400, "B": 100, "C": 200}
+    records = [{"id": f"{name}{i}", "stage": "grid",
+                "metrics": {"ssim": base[i] - shifts[name][i], "scan_time_s": float(times[name])},
+                "point": {"tilt_deg": 30, "n_views": times[name], "exposure_s": 1.0, "kvp": None, "method": "fbp",
+                          "seed": i}}
+               for name in shifts for i in range(4)]
+    configs = planner.configurations(records, {"ssim": 1.0}, ())
+    a, b, c = (next(x for x in configs if x.point["n_views"] == times[k]) for k in "ABC")
+    d, se, n = planner.paired_difference(a, b)
+    assert n == 4 and d == pytest.approx(0.030) and se == pytest.approx(np.std(shifts["B"], ddof=1) / 2)
+    assert not planner.indistinguishable(a, b) and planner.indistinguishable(a, c)
+    choice, why = planner.recommend(configs)
+    assert choice is c
+    assert "1 other configuration cannot be told from it" in why and "paired over the same 4 realisations" in why
+    assert "95 % CI" in why

@@ -37,6 +37,7 @@ class Configuration:
     n: int = 1
     metrics_sem: dict[str, float] = dataclasses.field(default_factory=dict)
     objective_sem: float = math.nan
+    objective_by_repeat: dict[str, float] = dataclasses.field(default_factory=dict)    # repeat key → objective
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,11 +101,13 @@ def configurations(records: list[dict[str, Any]], weights: dict[str, float], con
         feasible = (all(c.holds(scan_time if c.metric == "scan_time_s" else mean.get(c.metric, math.nan))
                             for c in constraints) and not saturates(mean))
         sem = {m: _nansem(v) for m, v in values.items()}
+        by_repeat = {_repeat_key(r["point"]): float(o) for r, o in zip(recs, objective, strict=True)}
         out.append(Configuration(point=point, ids=tuple(r["id"] for r in recs),
                                  stage="grid" if any(r["stage"] == "grid" for r in recs) else recs[0]["stage"],
                                  metrics_mean=mean, metrics_std=std, objective_mean=_nanmean(objective),
                                  objective_std=_nanstd(objective), scan_time_s=float(scan_time), feasible=feasible,
-                                 pareto=False, n=len(recs), metrics_sem=sem, objective_sem=_nansem(objective)))
+                                 pareto=False, n=len(recs), metrics_sem=sem, objective_sem=_nansem(objective),
+                                 objective_by_repeat=by_repeat))
     front = set(pareto_front([(c.scan_time_s, c.objective_mean) for c in out],
                              [c.feasible and math.isfinite(c.objective_mean) for c in out]))
     return [dataclasses.replace(c, pareto=i in front) for i, c in enumerate(out)]
@@ -131,10 +134,46 @@ def pareto_front(points: list[tuple[float, float]], allowed: list[bool] | None =
     return sorted(front, key=lambda i: points[i])
 
 
+def _repeat_key(point: dict[str, Any]) -> str:
+    """The realisation a point belongs to: its sample instance and noise seed."""
+    return json.dumps([point.get("phantom_seed"), point.get("seed")])
+
+
+def paired_difference(best: Configuration, other: Configuration) -> tuple[float, float, int]:
+    """Mean and standard error of best − other over the realisations both were evaluated on (the same sample
+    instances and noise seeds, so what they share cancels), and their number; the standard error is NaN for fewer
+    than 2."""
+    common = [k for k in best.objective_by_repeat if k in other.objective_by_repeat]
+    d = np.array([best.objective_by_repeat[k] - other.objective_by_repeat[k] for k in common], float)
+    d = d[np.isfinite(d)]
+    if not d.size:
+        return math.nan, math.nan, 0
+    return float(d.mean()), (float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.nan), int(d.size)
+
+
+def t95(n: int) -> float:
+    """Two-sided 95 % Student-t quantile for a mean of ``n`` ≥ 2 values (n − 1 degrees of freedom)."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1))
+
+
+def indistinguishable(best: Configuration, other: Configuration, tolerance: float = 0.02) -> bool:
+    """Whether ``other`` is as good as ``best`` within the noise or within ``tolerance`` × |best|: its paired
+    difference (:func:`paired_difference`) lies within its 95 % confidence half-width or the tolerance. Without
+    two shared realisations: within max(σ of best, tolerance × |best|) of the best mean."""
+    floor = tolerance * abs(best.objective_mean)
+    d, se, n = paired_difference(best, other)
+    if n >= 2 and math.isfinite(se):
+        return d <= max(t95(n) * se, floor)
+    return other.objective_mean >= best.objective_mean - max(best.objective_std, floor)
+
+
 def recommend(configs: list[Configuration], tolerance: float = 0.02) -> tuple[Configuration | None, str]:
-    """The fastest feasible configuration whose objective is within noise of the best: within max(σ, ``tolerance``
-    × |best|) of the best mean, σ the standard deviation of the best configuration's repeats (in the spirit of
-    the one-standard-error rule; the floor covers a single repeat). Returns it and the reason in words."""
+    """The fastest feasible configuration indistinguishable from the best (:func:`indistinguishable`: paired
+    statistics over the shared sample instances and noise seeds, or within ``tolerance`` of the best). Returns it
+    and the reason in words: the best with its confidence interval, how many configurations are as good, and the
+    chosen one's paired difference."""
     feasible = [c for c in configs if c.feasible and math.isfinite(c.objective_mean)]
     clipped = sum(saturates(c.metrics_mean) for c in configs)
     note = (f" ({clipped} set aside because the open beam saturates the detector: shorten the frames with "
@@ -143,18 +182,27 @@ def recommend(configs: list[Configuration], tolerance: float = 0.02) -> tuple[Co
         return None, ("no configuration meets the constraints" + note if configs
                       else "the study has no finished points")
     best = max(feasible, key=lambda c: c.objective_mean)
-    margin = max(best.objective_std, tolerance * abs(best.objective_mean))
-    near = [c for c in feasible if c.objective_mean >= best.objective_mean - margin]
+    floor = tolerance * abs(best.objective_mean)
+    near = [c for c in feasible if c is best or indistinguishable(best, c, tolerance)]
     choice = min(near, key=lambda c: (c.scan_time_s, -c.objective_mean))
     reason = f"the best objective is {uncertain(best)} at {_describe(best)} ({best.scan_time_s:.0f} s); "
+    if len(near) > 1:
+        reason += f"{len(near) - 1} other configuration{'s' if len(near) > 2 else ''} cannot be told from it; "
+    d, se, n = paired_difference(best, choice)
     if choice is best:
         reason += ("no faster configuration comes within noise of it" if best.n > 1 else
-                   f"no faster configuration comes within {margin:.2g} of it (2 %: the noise of one realisation "
+                   f"no faster configuration comes within {floor:.2g} of it (2 %: the noise of one realisation "
                    "is unknown)")
     else:
         share = choice.scan_time_s / best.scan_time_s
-        reason += (f"{_describe(choice)} reaches {uncertain(choice)}, within "
-                   f"{margin:.2g} of the best, in {choice.scan_time_s:.0f} s ({share:.0%} of the time)")
+        if n >= 2 and math.isfinite(se):
+            half = t95(n) * se
+            gap = (f"paired over the same {n} realisations it is {d:.2g} ± {se:.2g} lower (95 % CI "
+                   f"{d - half:.2g} to {d + half:.2g}), {'within the noise' if d <= half else 'within 2 %'}")
+        else:
+            gap = f"{best.objective_mean - choice.objective_mean:.2g} lower, within 2 % (the noise is unknown)"
+        reason += (f"the fastest of those, {_describe(choice)}, reaches {uncertain(choice)}: {gap}; in "
+                   f"{choice.scan_time_s:.0f} s ({share:.0%} of the time)")
     return choice, reason + f"; {len(feasible)} of {len(configs)} configurations meet the constraints" + note
 
 
@@ -284,11 +332,14 @@ def _nansem(v: np.ndarray) -> float:
 
 
 def uncertain(c: Configuration) -> str:
-    """A configuration's objective with its uncertainty in words: ``0.5876 ± 0.012 (standard error, 4
-    repeats)``, or, from one realisation, ``0.5876 (one realisation: uncertainty unknown)``, never "± 0"."""
+    """A configuration's objective with its uncertainty in words: ``0.5876 ± 0.012 (standard error; 95 % CI
+    0.5494 to 0.6258, 4 repeats)``, or, from one realisation, ``0.5876 (one realisation: uncertainty unknown)``,
+    never "± 0"."""
     if c.n < 2 or not math.isfinite(c.objective_sem):
         return f"{c.objective_mean:.4g} (one realisation: uncertainty unknown)"
-    return f"{c.objective_mean:.4g} ± {c.objective_sem:.2g} (standard error, {c.n} repeats)"
+    half = t95(c.n) * c.objective_sem
+    return (f"{c.objective_mean:.4g} ± {c.objective_sem:.2g} (standard error; 95 % CI {c.objective_mean - half:.4g} "
+            f"to {c.objective_mean + half:.4g}, {c.n} repeats)")
 
 
 def write_configurations(path: str, configs: list[Configuration]) -> str:
