@@ -228,14 +228,19 @@ def analyse(store, weights: dict[str, float] | None = None, grid_only: bool = Fa
 
 
 def golden_section_max(f, lo: float, hi: float, evaluations: int, known: dict[float, float] | None = None,
-                       resolution: float = 0.1) -> tuple[float, float]:
+                       resolution: float = 0.1, same=None) -> tuple[float, float]:
     """Maximise a unimodal ``f`` on [lo, hi] by golden-section search with at most ``evaluations`` new calls of
     ``f`` (at least 2: the first step probes two points; points are rounded to ``resolution``, ``known`` values
-    reused). Returns (argmax, max) over all values seen."""
+    reused). ``same(x1, x2)``: whether the values at two probed points cannot be told apart (within the noise);
+    the search then stops, since narrowing further would follow the noise. Returns (argmax, max) over all values
+    seen."""
     seen = dict(known or {})
 
+    def point(x: float) -> float:
+        return round(round(x / resolution) * resolution, 10)
+
     def value(x: float) -> float:
-        x = round(round(x / resolution) * resolution, 10)
+        x = point(x)
         if x not in seen:
             seen[x] = f(x)
         return seen[x]
@@ -247,6 +252,8 @@ def golden_section_max(f, lo: float, hi: float, evaluations: int, known: dict[fl
         before = len(seen)
         fc, fd = value(c), value(d)
         calls += len(seen) - before
+        if same is not None and point(c) != point(d) and same(point(c), point(d)):
+            break
         if fc >= fd:
             b, d = d, c
             c = b - GOLDEN * (b - a)
@@ -288,8 +295,10 @@ def refine_tilt(spec, runner) -> list[str]:
     above = [x for x in tilts if x > t]
     lo, hi = (below[-1] if below else t), (above[0] if above else t)
     n_seeds = len(spec.repeats())
-    known = {float(c.point["tilt_deg"]): c.objective_mean for c in start.configurations
-             if len(set(c.ids)) == n_seeds and all(c.point[k] == base[k] for k in _CONFIG_KEYS if k != "tilt_deg")}
+    siblings = [c for c in start.configurations
+                if len(set(c.ids)) == n_seeds and all(c.point[k] == base[k] for k in _CONFIG_KEYS if k != "tilt_deg")]
+    known = {float(c.point["tilt_deg"]): c.objective_mean for c in siblings}
+    by_repeat = {float(c.point["tilt_deg"]): c.objective_by_repeat for c in siblings}
     weights = spec.weights or default_weights(start.recommended.metrics_mean)
     new_ids: list[str] = []
 
@@ -298,9 +307,17 @@ def refine_tilt(spec, runner) -> list[str]:
         ids = runner.run(points, stage="refine", desc=f"refine tilt {tilt:g}°")
         new_ids.extend(ids)
         recs = [runner.store.record(i) for i in ids]
-        return _nanmean(np.array([objective_value(r["metrics"], weights) for r in recs]))
+        by_repeat[tilt] = {_repeat_key(r["point"]): objective_value(r["metrics"], weights) for r in recs}
+        return _nanmean(np.array(list(by_repeat[tilt].values())))
 
-    golden_section_max(f, lo, hi, spec.refine_evaluations, known)
+    def same(t1: float, t2: float) -> bool:
+        """The two tilts' paired difference is within its 95 % interval (needs two realisations)."""
+        one, two = (Configuration({}, (), "", {}, {}, known.get(t, math.nan), 0.0, 0.0, True, False,
+                                  objective_by_repeat=by_repeat.get(t, {})) for t in (t1, t2))
+        d, se, n = paired_difference(one, two)
+        return n >= 2 and math.isfinite(se) and abs(d) <= t95(n) * se
+
+    golden_section_max(f, lo, hi, spec.refine_evaluations, known, same=same)
     return new_ids
 
 
