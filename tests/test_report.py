@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html.parser
+import math
 import os
 import types
 
@@ -250,6 +251,24 @@ def test_heatmap_slices_other_axes_at_recommended_values():
     assert fixed == {"method": "sirt"}                                   # the recommended one is (10°, 40, sirt)
     assert len(chosen) == 4 and {c.point["method"] for c in chosen} == {"sirt"}
     assert all(c.stage == "grid" for c in chosen)
+
+
+def test_metrics_with_nothing_to_measure_get_no_heatmap_but_a_note(tmp_path):
+    def conf(tilt, views):
+        return Configuration(point={"tilt_deg": tilt, "n_views": views, "exposure_s": 0.2, "kvp": None,
+                                    "method": "fbp"}, ids=(f"{tilt}-{views}",), stage="grid",
+                             metrics_mean={"ssim": 0.5, "crack_detection_flat": math.nan}, metrics_std={},
+                             objective_mean=0.5, objective_std=0.0, scan_time_s=views * 0.3, feasible=True,
+                             pareto=False)
+
+    configs = [conf(t, n) for t in (10, 30) for n in (20, 40)]
+    plan = PlanResult(configurations=tuple(configs), recommended=configs[0], reason="", best=configs[0],
+                      worst=configs[-1], objective="1 × ssim")
+    fake = types.SimpleNamespace(spec=types.SimpleNamespace(axes=lambda: {
+        "tilt_deg": [10, 30], "n_views": [20, 40], "exposure_s": [0.2], "kvp": [None], "method": ["fbp"]}))
+    figures = report._heatmaps(fake, plan, str(tmp_path))
+    assert [f for f, _ in figures] == ["heatmap_objective.png", "heatmap_ssim.png"]
+    assert "nothing to measure in this study (NaN at every point): crack_detection_flat." in figures[0][1]
 
 
 def test_metric_units():

@@ -212,17 +212,24 @@ def _heatmaps(store: ResultStore, plan: PlanResult, folder: str) -> list[tuple[s
         ("objective", "", lambda c: c.objective_mean)]
     quantities += [(m, metric_unit(m), lambda c, m=m: c.metrics_mean.get(m, math.nan))
                    for m in _metric_names(configs)]
-    figures = []
+    figures, empty = [], []
     for name, unit, value in quantities:
         table = np.full((len(views), len(tilts)), np.nan)
         for c in configs:
             table[views.index(int(c.point["n_views"])), tilts.index(float(c.point["tilt_deg"]))] = value(c)
+        if name != "objective" and not np.isfinite(table).any():
+            empty.append(name)              # nothing to measure here (e.g. no flat crack large enough to resolve)
+            continue
         label = f"{name} ({unit})" if unit else name
         fname = _file_name("heatmap", name)
         save_figure(_heatmap_figure(table, tilts, views, label, rec_cell), os.path.join(folder, fname), dpi=DPI)
         what = f"the objective ({plan.objective})" if name == "objective" else f"{label}"
         figures.append((fname, f"Mean of {what} over the repeats, for every tilt and number of views of the "
                                f"sweep grid{where}.{outline}"))
+    if empty and figures:
+        fname, caption = figures[0]
+        figures[0] = (fname, caption + f" Not drawn, with nothing to measure in this study (NaN at every point): "
+                                       f"{', '.join(empty)}.")
     return figures
 
 
