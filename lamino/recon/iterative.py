@@ -43,6 +43,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import hashlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -94,12 +95,13 @@ _NORM_CACHE: collections.OrderedDict = collections.OrderedDict()
 _NORM_CACHE_SIZE = 32
 
 
-def operator_norm(projector: Projector, iterations: int = 20, seed: int = 0) -> float:
-    """‖A‖₂ (largest singular value of ``projector.forward``) by power iteration on AᵀA.
+def operator_norm(projector: Projector, iterations: int = 20, seed: int = 0, mask=None) -> float:
+    """‖A‖₂ (largest singular value of ``projector.forward``) by power iteration on AᵀA; with ``mask`` (bool or
+    0/1, the volume's shape) ‖A M‖₂, M = diag(mask): the operator on those voxels only.
 
     Starts from a positive random volume (A ≥ 0 elementwise, so the leading singular vector is non-negative
     and the start overlaps it well), ``iterations`` applications of AᵀA; returns ‖A v‖ for the final unit v,
-    a lower bound that converges to ‖A‖₂. Cached per (geometry, grid, iterations, seed).
+    a lower bound that converges to ‖A‖₂. Cached per (geometry, grid, iterations, seed, mask).
     """
     if not isinstance(projector, Projector):
         raise ValueError(f"projector={type(projector).__name__} is not allowed: give a lamino.projector.Projector")
@@ -107,14 +109,21 @@ def operator_norm(projector: Projector, iterations: int = 20, seed: int = 0) -> 
     seed = _checks.seed("seed", seed)
     if not projector.geometry.is_concrete:
         raise ValueError("projector is not allowed: operator_norm needs a concrete (not traced) geometry")
-    key = (projector.geometry, projector.grid, it, int(seed))
+    m = None if mask is None else np.asarray(mask, np.float32)
+    if m is not None and m.shape != tuple(projector.vol_shape):
+        raise ValueError(f"mask with shape {m.shape} is not allowed: give the volume's shape {projector.vol_shape}")
+    digest = None if m is None else hashlib.sha1(m.tobytes()).hexdigest()
+    key = (projector.geometry, projector.grid, it, int(seed), digest)
     if key in _NORM_CACHE:
         _NORM_CACHE.move_to_end(key)
         return _NORM_CACHE[key]
     rng = np.random.default_rng(int(seed))
-    v = _unit(jnp.asarray(np.abs(rng.standard_normal(projector.vol_shape)) + 0.1, jnp.float32))
+    start = np.abs(rng.standard_normal(projector.vol_shape)) + 0.1
+    m = None if m is None else jnp.asarray(m)
+    v = _unit(jnp.asarray(start if m is None else start * np.asarray(m), jnp.float32))
     for _ in range(it):
         w = projector.adjoint(projector.forward(v))
+        w = w if m is None else _times(w, m)
         if not float(jnp.linalg.norm(w)) > 0:
             break
         v = _unit(w)
@@ -482,7 +491,10 @@ def fista_tv(projections, geometry: Geometry | None = None, grid: VolumeGrid | N
         sample_size=sample_size, method="fista_tv", peak_volumes=10)
 
     def run_level(P: Projector, b, x, loop: _Loop):
-        norm = operator_norm(_unmasked(P), norm_it)   # ‖A M‖ ≤ ‖A‖: a valid step on the support too
+        # ‖A M‖ on the support (the variables): the unmasked ‖A‖ over the support's box is larger (it counts
+        # voxels outside the slab), and its smaller steps left FISTA-TV 9 % behind the untruncated solve at 20
+        # iterations instead of 3 % (tests/test_recon_roi_iterative.py)
+        norm = operator_norm(_unmasked(P), norm_it, mask=P.mask if isinstance(P, _Masked) else None)
         if not norm > 0:
             raise ValueError("geometry is not allowed: the projector maps the grid to zero (no ray hits it)")
         lip = (1.01 * norm) ** 2
