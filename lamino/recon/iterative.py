@@ -109,21 +109,18 @@ def operator_norm(projector: Projector, iterations: int = 20, seed: int = 0, mas
     seed = _checks.seed("seed", seed)
     if not projector.geometry.is_concrete:
         raise ValueError("projector is not allowed: operator_norm needs a concrete (not traced) geometry")
-    m = None if mask is None else np.asarray(mask, np.float32)
-    if m is not None and m.shape != tuple(projector.vol_shape):
+    m = np.ones(projector.vol_shape, np.float32) if mask is None else np.asarray(mask, np.float32)
+    if m.shape != tuple(projector.vol_shape):
         raise ValueError(f"mask with shape {m.shape} is not allowed: give the volume's shape {projector.vol_shape}")
-    digest = None if m is None else hashlib.sha1(m.tobytes()).hexdigest()
-    key = (projector.geometry, projector.grid, it, int(seed), digest)
+    key = (projector.geometry, projector.grid, it, int(seed), None if mask is None else hashlib.sha1(m).hexdigest())
     if key in _NORM_CACHE:
         _NORM_CACHE.move_to_end(key)
         return _NORM_CACHE[key]
     rng = np.random.default_rng(int(seed))
-    start = np.abs(rng.standard_normal(projector.vol_shape)) + 0.1
-    m = None if m is None else jnp.asarray(m)
-    v = _unit(jnp.asarray(start if m is None else start * np.asarray(m), jnp.float32))
+    v = _unit(jnp.asarray((np.abs(rng.standard_normal(projector.vol_shape)) + 0.1) * m, jnp.float32))
+    m = jnp.asarray(m)
     for _ in range(it):
-        w = projector.adjoint(projector.forward(v))
-        w = w if m is None else _times(w, m)
+        w = _times(projector.adjoint(projector.forward(v)), m)
         if not float(jnp.linalg.norm(w)) > 0:
             break
         v = _unit(w)

@@ -31,10 +31,12 @@ from numpy.typing import ArrayLike, NDArray
 from lamino._checks import fraction, is_int, non_negative, number, pair, positive
 from lamino.materials import Material, get_material, material_names, register_material
 
-__all__ = ["MODES", "PSFS", "SCINTILLATORS", "Detector", "blur", "gaussian_kernel", "lorentzian_kernel", "readout"]
+__all__ = ["MODES", "PSFS", "SATURATED_SHARE", "SCINTILLATORS", "Detector", "blur", "frame_average",
+           "gaussian_kernel", "lorentzian_kernel", "readout"]
 
 MODES = ("integrating", "counting")
 PSFS = ("none", "gaussian", "glare", "lorentzian")
+SATURATED_SHARE = 0.01      # share of saturated open-beam pixels above which a scan's data count as clipped
 GAUSS_TRUNCATE = 5.0
 """Gaussian kernels are cut at ⌈5σ⌉ + 2 px (variance within 1e-4 of σ² even for σ < 1 px) and renormalised."""
 LORENTZ_MASS = 0.99
@@ -256,6 +258,12 @@ class Detector:
     def saturation_adu(self) -> float | None:
         """Largest reading, 2**bit_depth − 1 ADU (None without saturation)."""
         return None if self.bit_depth is None else float(2**self.bit_depth - 1)
+
+    def saturated_fraction(self, readings: ArrayLike) -> float:
+        """Share of ``readings`` (e.g. an averaged flat) at the saturation level (within 0.1 %): clipped data.
+        0 without saturation. Above :data:`SATURATED_SHARE`, ``simulate`` warns and studies set the point aside."""
+        full = self.saturation_adu
+        return 0.0 if full is None else float(np.mean(np.asarray(readings) >= 0.999 * full))
 
     def efficiency(self, energies_kev: ArrayLike) -> NDArray[np.float64]:
         """Fraction η(E) = 1 − exp(−μ(E)·t) of photons absorbed in the sensor (1 without a scintillator)."""

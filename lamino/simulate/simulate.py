@@ -31,7 +31,7 @@ from lamino.simulate.chain import (
     reference_frames,
     views_per_chunk,
 )
-from lamino.simulate.detector import gaussian_kernel
+from lamino.simulate.detector import SATURATED_SHARE, gaussian_kernel
 from lamino.simulate.scanner import Scanner
 
 METHODS = ("exact", "voxel")
@@ -174,11 +174,11 @@ def detected_spectrum(scanner: Scanner, geometry: Geometry, spectrum=None, n_bin
 
 def _warn_if_saturated(flat: np.ndarray, detector) -> None:
     """Warn when more than 1 % of the open-beam flat reads the saturation level (data would be clipped)."""
-    full = detector.saturation_adu
-    if full is not None and np.mean(flat >= 0.999 * full) > 0.01:
-        warnings.warn(f"the flat field saturates the detector ({np.mean(flat >= 0.999 * full):.0%} of pixels at "
-                      f"{full:g} ADU): lower exposure_s, the tube current or the flux, or adu_per_kev, or set "
-                      f"max_frame_s to average shorter frames", stacklevel=3)
+    share = detector.saturated_fraction(flat)
+    if share > SATURATED_SHARE:
+        warnings.warn(f"the flat field saturates the detector ({share:.0%} of pixels at {detector.saturation_adu:g} "
+                      "ADU): lower exposure_s, the tube current or the flux, or adu_per_kev, or set max_frame_s to "
+                      "average shorter frames", stacklevel=3)
 
 
 def _warn_if_detector_differs(scanner: Scanner, geometry: Geometry) -> None:

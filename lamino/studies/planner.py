@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from lamino.simulate.detector import SATURATED_SHARE
+
 
 @dataclasses.dataclass(frozen=True)
 class Configuration:
@@ -21,8 +23,8 @@ class Configuration:
     sample standard deviation s (NaN with one repeat: unknown, not zero); ``scan_time_s``: n_views × (exposure +
     readout); ``feasible``: every constraint holds for the means; ``pareto``: on the front of objective (max)
     against scan time (min) among feasible configurations. A configuration whose open beam saturates the
-    detector (``saturated_fraction`` above :data:`SATURATION_LIMIT`) is never feasible: its data are clipped,
-    whatever its metrics say."""
+    detector (``saturated_fraction`` above :data:`~lamino.simulate.detector.SATURATED_SHARE`) is never
+    feasible: its data are clipped, whatever its metrics say."""
 
     point: dict[str, Any]
     ids: tuple[str, ...]
@@ -56,7 +58,6 @@ class PlanResult:
 
 _CONFIG_KEYS = ("tilt_deg", "n_views", "exposure_s", "kvp", "method", "trajectory")
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0          # 0.618…: the golden-section ratio
-SATURATION_LIMIT = 0.01     # share of flat pixels at the saturation level above which a configuration is set aside
 
 
 def default_weights(metric_names) -> dict[str, float]:
@@ -115,8 +116,8 @@ def configurations(records: list[dict[str, Any]], weights: dict[str, float], con
 
 def saturates(metrics: dict[str, float]) -> bool:
     """Whether a configuration's open beam saturates the detector (its ``saturated_fraction`` is above
-    :data:`SATURATION_LIMIT`; unknown counts as not)."""
-    return metrics.get("saturated_fraction", 0.0) > SATURATION_LIMIT
+    :data:`~lamino.simulate.detector.SATURATED_SHARE`; unknown counts as not)."""
+    return metrics.get("saturated_fraction", 0.0) > SATURATED_SHARE
 
 
 def pareto_front(points: list[tuple[float, float]], allowed: list[bool] | None = None) -> list[int]:
@@ -143,12 +144,14 @@ def paired_difference(best: Configuration, other: Configuration) -> tuple[float,
     """Mean and standard error of best − other over the realisations both were evaluated on (the same sample
     instances and noise seeds, so what they share cancels), and their number; the standard error is NaN for fewer
     than 2."""
-    common = [k for k in best.objective_by_repeat if k in other.objective_by_repeat]
-    d = np.array([best.objective_by_repeat[k] - other.objective_by_repeat[k] for k in common], float)
-    d = d[np.isfinite(d)]
-    if not d.size:
-        return math.nan, math.nan, 0
-    return float(d.mean()), (float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.nan), int(d.size)
+    return _paired(best.objective_by_repeat, other.objective_by_repeat)
+
+
+def _paired(a: dict[str, float], b: dict[str, float]) -> tuple[float, float, int]:
+    """:func:`paired_difference` of two {realisation: objective} tables."""
+    d = np.array([a[k] - b[k] for k in a if k in b], float)
+    n = int(np.isfinite(d).sum())
+    return (_nanmean(d), _nansem(d), n) if n else (math.nan, math.nan, 0)
 
 
 def t95(n: int) -> float:
@@ -312,9 +315,7 @@ def refine_tilt(spec, runner) -> list[str]:
 
     def same(t1: float, t2: float) -> bool:
         """The two tilts' paired difference is within its 95 % interval (needs two realisations)."""
-        one, two = (Configuration({}, (), "", {}, {}, known.get(t, math.nan), 0.0, 0.0, True, False,
-                                  objective_by_repeat=by_repeat.get(t, {})) for t in (t1, t2))
-        d, se, n = paired_difference(one, two)
+        d, se, n = _paired(by_repeat.get(t1, {}), by_repeat.get(t2, {}))
         return n >= 2 and math.isfinite(se) and abs(d) <= t95(n) * se
 
     golden_section_max(f, lo, hi, spec.refine_evaluations, known, same=same)

@@ -140,8 +140,7 @@ def score(data: ScoringInput, names: tuple[str, ...] | None = None) -> dict[str,
         per_view = _cached(("dose", data.scanner.to_dict(), one.to_dict()), coverage.dose_proxy, data.scanner, one)
         out["dose_mgy"] = per_view * data.geometry.n_views / one.n_views
     if "saturated_fraction" in wanted and data.flats is not None:
-        full = data.scanner.detector.saturation_adu
-        out["saturated_fraction"] = 0.0 if full is None else float(np.mean(np.asarray(data.flats) >= 0.999 * full))
+        out["saturated_fraction"] = data.scanner.detector.saturated_fraction(data.flats)
     return {n: float(out.get(n, math.nan)) for n in names}
 
 
