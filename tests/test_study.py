@@ -2,6 +2,7 @@
 a lost worker retried, the planner on known answers, and the CLI."""
 
 import csv
+import dataclasses
 import math
 import os
 import signal
@@ -189,6 +190,8 @@ def test_uncertainty_is_never_plus_minus_zero():
     assert planner.uncertain(two) == "0.53 ± 0.03 (standard error; 95 % CI 0.1488 to 0.9112, 2 repeats)"
     choice, why = planner.recommend([one])
     assert "± 0" not in why and "uncertainty unknown" in why
+    as_slow = dataclasses.replace(one, objective_mean=0.58, ids=("b",))          # within 2 %, not faster
+    assert "1 other configuration cannot be told from it, none of them faster" in planner.recommend([one, as_slow])[1]
 
 
 def _silicon_plate(text: str) -> str:

@@ -189,13 +189,18 @@ def recommend(configs: list[Configuration], tolerance: float = 0.02) -> tuple[Co
     near = [c for c in feasible if c is best or indistinguishable(best, c, tolerance)]
     choice = min(near, key=lambda c: (c.scan_time_s, -c.objective_mean))
     reason = f"the best objective is {uncertain(best)} at {_describe(best)} ({best.scan_time_s:.0f} s); "
-    if len(near) > 1:
-        reason += f"{len(near) - 1} other configuration{'s' if len(near) > 2 else ''} cannot be told from it; "
+    others = len(near) - 1
+    if others:
+        reason += f"{others} other configuration{'s' if others > 1 else ''} cannot be told from it"
+        reason += ", none of them faster" if choice is best else "; "
     d, se, n = paired_difference(best, choice)
-    if choice is best:
+    if choice is best and not others:
         reason += ("no faster configuration comes within noise of it" if best.n > 1 else
                    f"no faster configuration comes within {floor:.2g} of it (2 %: the noise of one realisation "
                    "is unknown)")
+    elif choice is best:
+        reason += (" (paired 95 % intervals)" if best.n > 1 else
+                   f" (within {floor:.2g}, 2 %: the noise of one realisation is unknown)")
     else:
         share = choice.scan_time_s / best.scan_time_s
         if n >= 2 and math.isfinite(se):
