@@ -61,9 +61,10 @@ GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0          # 0.618…: the golden-section ra
 
 
 def default_weights(metric_names) -> dict[str, float]:
-    """The objective when a study gives none: crack Dice for cracked samples, the star's limiting frequency for a
-    Siemens star, SSIM otherwise."""
-    for name in ("crack_dice", "star_limit_lp_mm", "ssim"):
+    """The objective when a study gives none: for cracked samples the share of cracks an NPW observer detects
+    (d′ ≥ 5, the Rose criterion), else their Dice; the star's limiting frequency for a Siemens star; SSIM
+    otherwise."""
+    for name in ("crack_detectable_fraction", "crack_dice", "star_limit_lp_mm", "ssim"):
         if name in metric_names:
             return {name: 1.0}
     return {}

@@ -29,10 +29,20 @@ from lamino.studies.build import build_geometry, build_scanner, study_grid
 from lamino.studies.scoring import DENSE_VIEWS, ScoringInput, score
 from lamino.studies.spec import StudySpec, point_id
 from lamino.studies.store import PointResult, central_slices
+from lamino.studies.tasks import (
+    TaskImages,
+    builtin_tasks,
+    footprint,
+    length_change,
+    projection_noise_only,
+    shifted,
+    user_tasks,
+    with_tasks,
+)
 
 _CACHE: dict[str, Any] = {}
 _LENGTHS: collections.OrderedDict = collections.OrderedDict()
-_LENGTHS_KEEP = 2
+_LENGTHS_KEEP = 4               # the point's lengths and its tasks' (two geometries' worth)
 
 
 def scoring_region(spec: StudySpec, grid: VolumeGrid) -> np.ndarray:
@@ -85,6 +95,43 @@ def _lengths(phantom, key: str, geometry: Geometry, method: str, voxel_size: flo
     return lengths
 
 
+def _wants_dprime(spec: StudySpec) -> bool:
+    return spec.metrics is None or any("dprime" in n for n in spec.metrics)
+
+
+def _task_images(spec: StudySpec, phantom, key: str, geometry: Geometry, grid: VolumeGrid, voxels, region,
+                 lengths: dict, noisy, clean_scan, recon_of) -> tuple[TaskImages, ...]:
+    """The images the d′ of the point's tasks are measured on (:class:`~lamino.studies.tasks.TaskImages`):
+    ``noisy`` is the point's scan, ``clean_scan(phantom, lengths)`` its noise-free simulation from given path
+    lengths, ``recon_of(scan)`` the point's reconstruction. The noise image is that of the projections
+    (:func:`~lamino.studies.tasks.projection_noise_only`); the tasks' own lengths are traced once per geometry
+    (cached beside the point's)."""
+    builtin = builtin_tasks(phantom)
+    user = user_tasks(spec.tasks, phantom, voxels, region) if spec.tasks else []
+    if not (builtin or user) or not _wants_dprime(spec) or not spec.simulate.get("noise", True):
+        return ()                     # (without noise d′ is unbounded: no metric)
+    method, voxel_size = spec.simulate.get("method", "exact"), spec.simulate.get("voxel_size")
+
+    def trace(tasks):
+        names = ",".join(t.name for t in tasks)
+        return lambda tracer: _lengths(tracer, f"{key}|tasks:{names}|{tracer.parts[0].material}", geometry,
+                                       method, voxel_size)
+
+    reference = clean_scan(phantom, lengths)
+    clean = recon_of(reference)
+    noise = recon_of(projection_noise_only(noisy, reference)) - clean
+    out = []
+    if builtin:
+        absent = recon_of(clean_scan(phantom, shifted(lengths, length_change(builtin, trace(builtin)), -1.0)))
+        out.append(TaskImages(tuple(builtin), tuple(footprint(t, grid, voxels) for t in builtin), clean - absent,
+                              noise))
+    if user:
+        scene = with_tasks(phantom, user)
+        present = recon_of(clean_scan(scene, shifted(lengths, length_change(user, trace(user)), 1.0)))
+        out.append(TaskImages(tuple(user), tuple(footprint(t, grid) for t in user), present - clean, noise))
+    return tuple(out)
+
+
 def _with_saturation(names: tuple[str, ...] | None) -> tuple[str, ...] | None:
     """The metrics to score: the spec's (None: every applicable one), always with ``saturated_fraction``, which
     the planner needs to set clipped configurations aside."""
@@ -106,21 +153,31 @@ def evaluate_point(spec: StudySpec, point: dict[str, Any], stage: str = "grid") 
         scan = simulate(phantom, geometry, scanner, seed=int(point["seed"]), truth=False, lengths=lengths,
                         **sim_kw)
         t_sim = time.perf_counter()
-        proj = scan.line_integrals()
-        if spec.recon.get("rings", False):
-            proj = suppress_rings(proj)
-        rec = reconstruct(proj, geometry, grid, point["method"],
-                          iterations=spec.recon.get("iterations"), lam=spec.recon.get("lam"),
-                          filter=spec.recon.get("filter", "ram-lak"), sample_size=phantom.sample_size)
-        recon = np.asarray(rec.volume)
+
+        def recon_of(data) -> np.ndarray:
+            proj = data.line_integrals()
+            if spec.recon.get("rings", False):
+                proj = suppress_rings(proj)
+            return np.asarray(reconstruct(proj, geometry, grid, point["method"],
+                                          iterations=spec.recon.get("iterations"), lam=spec.recon.get("lam"),
+                                          filter=spec.recon.get("filter", "ram-lak"),
+                                          sample_size=phantom.sample_size).volume)
+
+        def clean_scan(scene, scene_lengths):                    # noise-free, from given path lengths
+            return simulate(scene, geometry, scanner, seed=0, truth=False, lengths=scene_lengths,
+                            **{**sim_kw, "noise": False})
+
+        recon = recon_of(scan)
         t_rec = time.perf_counter()
         voxels = _voxels(phantom, key, grid)
+        region = scoring_region(spec, grid)
+        tasks = _task_images(spec, phantom, key, geometry, grid, voxels, region, lengths, scan, clean_scan, recon_of)
+        t_tasks = time.perf_counter()
         energy = scan.provenance["effective_energy_kev"]
         truth = phantom.attenuation(grid, energy, voxels=voxels)
         trajectory = build_geometry(spec, {**point, "n_views": DENSE_VIEWS}, scanner)
-        region = scoring_region(spec, grid)
         metrics = score(ScoringInput(recon, truth, grid, voxels, phantom, geometry, scanner, trajectory, region,
-                                     scan.flats), _with_saturation(spec.metrics))
+                                     scan.flats, tasks), _with_saturation(spec.metrics))
     t_end = time.perf_counter()
     provenance = {
         "geometry": geometry.to_dict(), "scanner": scanner.to_dict(), "grid": grid.to_dict(),
@@ -130,7 +187,7 @@ def evaluate_point(spec: StudySpec, point: dict[str, Any], stage: str = "grid") 
         "created": scan.provenance["created"], "warnings": sorted({str(w.message) for w in caught}),
     }
     seconds = {"simulate": round(t_sim - t0, 3), "recon": round(t_rec - t_sim, 3),
-               "metrics": round(t_end - t_rec, 3), "total": round(t_end - t0, 3)}
+               "tasks": round(t_tasks - t_rec, 3), "metrics": round(t_end - t_tasks, 3), "total": round(t_end - t0, 3)}
     return PointResult(id=point_id(spec, point), point=dict(point), metrics=metrics, seconds=seconds,
                        provenance=provenance, recon_slices=central_slices(recon), truth_slices=central_slices(truth),
                        stage=stage)

@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.phantoms.scene import Phantom, Voxelized
+from lamino.studies.tasks import CRACK_DPRIME, PORE_DPRIME, TaskImages, builtin_tasks, task_metrics
 
 #: name → (unit, meaning); higher is better unless the meaning says lower.
 METRICS: dict[str, tuple[str, str]] = {
@@ -48,6 +49,12 @@ METRICS: dict[str, tuple[str, str]] = {
     "crack_detection_vertical": ("", "detection rate of through-thickness cracks (plane > 60° from the sample plane)"),
     "crack_detection_oblique": ("", "detection rate of cracks inclined 30°–60° to the sample plane"),
     "crack_detection_flat": ("", "detection rate of cracks within 30° of the sample plane (missing cone)"),
+    "crack_dprime": ("", "NPW-observer detectability d′ of the cracks, median over the cracks in the region"),
+    "crack_dprime_vertical": ("", "median d′ of through-thickness cracks (plane > 60° from the sample plane)"),
+    "crack_dprime_oblique": ("", "median d′ of cracks inclined 30°–60° to the sample plane"),
+    "crack_dprime_flat": ("", "median d′ of cracks within 30° of the sample plane (missing cone)"),
+    "crack_detectable_fraction": ("", "share of the cracks with d′ ≥ 5 (Rose criterion)"),
+    "pore_dprime": ("", "NPW-observer detectability d′ of the pores, median over the pores in the region"),
     "missing_cone_fraction": ("", "fraction of Fourier directions the geometry does not measure (lower is better)"),
     "scan_time_s": ("s", "acquisition time, views × (exposure + readout) (lower is better)"),
     "dose_mgy": ("mGy", "water-kerma proxy of the dose at the sample (lower is better)"),
@@ -58,10 +65,13 @@ METRICS: dict[str, tuple[str, str]] = {
 METRIC_RANGES: dict[str, tuple[float, float]] = {
     **{m: (0.0, 1.0) for m in ("crack_dice", "crack_precision", "crack_recall", "crack_detection_rate",
                                "crack_detection_vertical", "crack_detection_oblique", "crack_detection_flat",
-                               "star_isotropy", "missing_cone_fraction", "saturated_fraction")},
+                               "crack_detectable_fraction", "star_isotropy", "missing_cone_fraction",
+                               "saturated_fraction")},
     "ssim": (-1.0, 1.0),
     **{m: (0.0, math.inf) for m in ("rmse", "nrmse", "noise_std", "in_plane_fwhm_mm", "through_plane_fwhm_mm",
-                                    "mtf50_lp_mm", "star_limit_lp_mm", "scan_time_s", "dose_mgy")},
+                                    "mtf50_lp_mm", "star_limit_lp_mm", "scan_time_s", "dose_mgy", "crack_dprime",
+                                    "crack_dprime_vertical", "crack_dprime_oblique", "crack_dprime_flat",
+                                    "pore_dprime")},
 }
 
 _CRACK = ("crack_dice", "crack_precision", "crack_recall", "crack_detection_rate", "crack_detection_vertical",
@@ -78,7 +88,8 @@ class ScoringInput:
     optionally the same trajectory densely sampled (``trajectory``) for the missing-cone fraction (default:
     :func:`dense_trajectory` of ``geometry``), the ``region`` (bool) where image metrics are scored (default:
     everywhere; a study passes the voxels that every one of its geometries sees completely) and the scan's
-    averaged ``flats`` (for the saturated fraction; without them it is NaN)."""
+    averaged ``flats`` (for the saturated fraction; without them it is NaN) and the images of its detection
+    tasks (:class:`~lamino.studies.tasks.TaskImages`, for the d′ metrics; without them those are NaN)."""
 
     recon: np.ndarray
     truth: np.ndarray
@@ -90,25 +101,38 @@ class ScoringInput:
     trajectory: Geometry | None = None
     region: np.ndarray | None = None
     flats: np.ndarray | None = None
+    tasks: tuple[TaskImages, ...] = ()
 
 
-def applicable(phantom: Phantom) -> tuple[str, ...]:
-    """The metric names that apply to ``phantom``, in :data:`METRICS` order."""
+def applicable(phantom: Phantom, task_names: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The metric names that apply to ``phantom``, in :data:`METRICS` order, then ``dprime_<name>`` for each
+    user task of ``task_names``."""
     skip = set()
     if not phantom.params.get("cracks"):
-        skip.update(_CRACK)
+        skip.update(_CRACK + CRACK_DPRIME)
+    if not phantom.params.get("pores"):
+        skip.update(PORE_DPRIME)
+    if not builtin_tasks(phantom):
+        skip.update(CRACK_DPRIME + PORE_DPRIME)
     if phantom.name != "siemens_star":
         skip.update(_STAR)
-    return tuple(m for m in METRICS if m not in skip)
+    return (*(m for m in METRICS if m not in skip), *(f"dprime_{n}" for n in task_names))
+
+
+def is_metric(name: str, task_names: tuple[str, ...] = ()) -> bool:
+    """Whether ``name`` is a metric: one of :data:`METRICS` or ``dprime_<name>`` of a user task."""
+    return name in METRICS or (name.startswith("dprime_") and name[len("dprime_"):] in task_names)
 
 
 def score(data: ScoringInput, names: tuple[str, ...] | None = None) -> dict[str, float]:
     """The metrics ``names`` (default: all applicable) of one reconstruction; NaN where a metric has nothing to
     measure (e.g. no crack large enough to resolve)."""
-    names = applicable(data.phantom) if names is None else names
-    unknown = [n for n in names if n not in METRICS]
+    user = tuple(t.name for im in data.tasks for t in im.tasks if t.kind == "user")
+    names = applicable(data.phantom, user) if names is None else names
+    unknown = [n for n in names if not is_metric(n, user)]
     if unknown:
-        raise ValueError(f"metric {unknown[0]!r} is not allowed: choose from {', '.join(METRICS)}")
+        raise ValueError(f"metric {unknown[0]!r} is not allowed: choose from "
+                         f"{', '.join(applicable(data.phantom, user))}")
     out: dict[str, float] = {}
     wanted = set(names)
     from lamino.studies.metrics import image
@@ -128,6 +152,8 @@ def score(data: ScoringInput, names: tuple[str, ...] | None = None) -> dict[str,
         out.update(_star_metrics(recon, truth, data.grid, data.phantom))
     if wanted & set(_CRACK):
         out.update(_crack_metrics(recon, data.voxels, data.phantom, region))
+    if data.tasks and any(n in CRACK_DPRIME + PORE_DPRIME or n.startswith("dprime_") for n in wanted):
+        out.update(task_metrics(data.tasks, region))
     if wanted & {"missing_cone_fraction", "dose_mgy"}:
         from lamino.studies.metrics import coverage
     if "missing_cone_fraction" in wanted:

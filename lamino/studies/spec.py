@@ -24,6 +24,9 @@ Layout (every table but ``[study]``, ``[phantom]``, ``[scanner]`` and ``[sweep]`
                  constraints = ["crack_dice >= 0.8", "scan_time_s <= 7200"]
     [planner]    refine = "golden" | "none", refine_evaluations = 4 (new tilts probed, ≥ 2),
                  gradient = false (true: d(expected RMSE)/d(tilt) at the recommendation, lamino.studies.gradient)
+    [[task]]     name = "overhang", shape = "sphere" | "disk" | "cylinder" | "plane", size_mm = [...],
+                 normal = [0, 0, 1], material = "void", at_mm = [x, y, z] or label = "electrode": a detection
+                 task scored as dprime_<name> (lamino.studies.tasks; repeat the table for more tasks)
 
 Every error names the file, the key and what is allowed. Units: mm, keV, degrees, seconds.
 """
@@ -41,11 +44,13 @@ import tomllib
 from typing import Any
 
 from lamino._checks import SEED_LIMIT
+from lamino.studies.tasks import parse_tasks
 
 MAX_VIEWS = 100_000                        # projections of one point (as lamino.studies.dataset.MAX_VIEWS)
 SWEEP_AXES = ("tilt_deg", "n_views", "exposure_s", "kvp", "method", "trajectory")
 TRAJECTORIES = ("cl", "limited-angle")
-_SECTIONS = ("study", "phantom", "scanner", "geometry", "simulate", "recon", "sweep", "metrics", "objective", "planner")
+_SECTIONS = ("study", "phantom", "scanner", "geometry", "simulate", "recon", "sweep", "metrics", "objective", "planner",
+             "task")
 _SIMULATE_KEYS = ("noise", "blur", "focal_spot", "n_bins", "method", "scatter_spr", "scatter_sigma_mm", "voxel_size",
                   "exact_bins")
 _RECON_KEYS = ("method", "iterations", "lam", "filter", "grid", "rings")
@@ -98,6 +103,7 @@ class StudySpec:
     refine: str
     refine_evaluations: int
     gradient: bool = False
+    tasks: tuple[dict[str, Any], ...] = ()
     source: str = ""
     text: str = ""
 
@@ -107,6 +113,8 @@ class StudySpec:
                       recon={k: v for k, v in self.recon.items() if k != "method"},
                       time_budget_s=self.time_budget_s, tilt_deg=sorted(self.sweep["tilt_deg"]),
                       trajectory=sorted(self.sweep["trajectory"]))
+        if self.tasks:                   # the d′ of user tasks is scored at every point
+            shared["tasks"] = list(self.tasks)
         return hashlib.sha1(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,21 +211,25 @@ def parse_spec(data: dict[str, Any], source: str = "<study>", text: str = "") ->
     simulate = _simulate(_table(data, "simulate", err), err)
     recon = _recon(_table(data, "recon", err), err)
     sweep, seeds, budget = _sweep(data["sweep"], defaults, scanner, recon, err)
-    metrics = _metrics(_table(data, "metrics", err), err)
-    weights, constraints = _objective(_table(data, "objective", err), err)
+    tasks = parse_tasks(data.get("task"), err.fail)
+    names = tuple(t["name"] for t in tasks)
+    metrics = _metrics(_table(data, "metrics", err), names, err)
+    weights, constraints = _objective(_table(data, "objective", err), names, err)
     refine, n_refine, gradient = _planner(_table(data, "planner", err), err)
     recon.setdefault("grid", "auto")
     _check_grid(recon["grid"], err)
-    _check_objective_metrics(phantom, metrics, weights, constraints, err)
+    _check_objective_metrics(phantom, metrics, weights, constraints, names, err)
     if "limited-angle" in sweep["trajectory"] and "fbp" in sweep["method"]:
         err.fail("[recon] method", "\"fbp\" with [sweep] trajectory \"limited-angle\"",
                  "FBP/FDK needs a circular trajectory: use sirt, cgls or fista-tv for limited-angle CT")
     spec = StudySpec(name=name.strip(), description=description, phantom=phantom,
                      scanner=scanner, geometry=geometry, simulate=simulate, recon=recon, sweep=sweep, seeds=seeds,
                      time_budget_s=budget, metrics=metrics, weights=weights, constraints=constraints, refine=refine,
-                     refine_evaluations=n_refine, gradient=gradient, source=source, text=text)
+                     refine_evaluations=n_refine, gradient=gradient, tasks=tasks, source=source,
+                     text=text)
     spec.points()                     # a time budget too small for some n_views fails here, naming the file
     _check_geometry(spec, err)
+    _check_tasks(spec)
     return spec
 
 
@@ -411,8 +423,8 @@ def _sweep(table: dict, defaults: dict, scanner: dict, recon: dict, err: _Errors
     return sweep, seeds, (float(budget) if budget is not None else None)
 
 
-def _metrics(table: dict, err: _Errors) -> tuple[str, ...] | None:
-    from lamino.studies.scoring import METRICS
+def _metrics(table: dict, tasks: tuple[str, ...], err: _Errors) -> tuple[str, ...] | None:
+    from lamino.studies.scoring import METRICS, is_metric
 
     _keys(table, ("names",), "metrics", err)
     names = table.get("names")
@@ -421,21 +433,25 @@ def _metrics(table: dict, err: _Errors) -> tuple[str, ...] | None:
     if not isinstance(names, list) or not names:
         err.fail("[metrics] names", f"= {names!r}", "give a non-empty list of metric names")
     for n in names:
-        if n not in METRICS:
-            err.fail("[metrics] names", f"entry {n!r}", f"choose from {', '.join(METRICS)}")
+        if not is_metric(n, tasks):
+            err.fail("[metrics] names", f"entry {n!r}", f"choose from {', '.join(_allowed(METRICS, tasks))}")
     return tuple(names)
 
 
-def _objective(table: dict, err: _Errors):
-    from lamino.studies.scoring import METRIC_RANGES, METRICS
+def _allowed(metrics, tasks: tuple[str, ...]) -> list[str]:
+    return [*metrics, *(f"dprime_{n}" for n in tasks)]
+
+
+def _objective(table: dict, tasks: tuple[str, ...], err: _Errors):
+    from lamino.studies.scoring import METRIC_RANGES, METRICS, is_metric
 
     _keys(table, ("weights", "constraints"), "objective", err)
     weights = table.get("weights", {})
     if not isinstance(weights, dict):
         err.fail("[objective] weights", f"= {weights!r}", "give a table metric = weight")
     for k, w in weights.items():
-        if k not in METRICS:
-            err.fail("[objective] weights", f"key {k!r}", f"choose from {', '.join(METRICS)}")
+        if not is_metric(k, tasks):
+            err.fail("[objective] weights", f"key {k!r}", f"choose from {', '.join(_allowed(METRICS, tasks))}")
         if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w == 0:
             err.fail(f"[objective] weights.{k}", f"= {w!r}", "give a finite non-zero number (negative minimises)")
     constraints = []
@@ -446,8 +462,9 @@ def _objective(table: dict, err: _Errors):
         m = _CONSTRAINT.match(text) if isinstance(text, str) else None
         if not m:
             err.fail("[objective] constraints", f"entry {text!r}", "write 'metric op value' with op <=, >=, < or >")
-        if m.group(1) not in METRICS:
-            err.fail("[objective] constraints", f"metric {m.group(1)!r}", f"choose from {', '.join(METRICS)}")
+        if not is_metric(m.group(1), tasks):
+            err.fail("[objective] constraints", f"metric {m.group(1)!r}",
+                     f"choose from {', '.join(_allowed(METRICS, tasks))}")
         try:
             value = float(m.group(3))
         except ValueError:
@@ -464,13 +481,14 @@ def _objective(table: dict, err: _Errors):
     return {k: float(v) for k, v in weights.items()}, tuple(constraints)
 
 
-def _check_objective_metrics(phantom: dict, metrics, weights: dict, constraints, err: _Errors) -> None:
+def _check_objective_metrics(phantom: dict, metrics, weights: dict, constraints, tasks: tuple[str, ...],
+                             err: _Errors) -> None:
     """Weighted and constrained metrics must be computed for this phantom (crack metrics need cracks, star
     metrics the Siemens star) and be among [metrics] names when those are given."""
     from lamino import phantoms
     from lamino.studies.scoring import applicable
 
-    available = set(applicable(phantoms.get(phantom["name"], seed=phantom["seed"], **phantom["params"])))
+    available = set(applicable(phantoms.get(phantom["name"], seed=phantom["seed"], **phantom["params"]), tasks))
     if metrics is not None:
         available &= set(metrics)
     for key, names in (("weights", list(weights)), ("constraints", [c.metric for c in constraints])):
@@ -492,6 +510,25 @@ def _planner(table: dict, err: _Errors):
     if not isinstance(gradient, bool):
         err.fail("[planner] gradient", f"= {gradient!r}", "give true or false")
     return refine, n, gradient
+
+
+def _check_tasks(spec: StudySpec) -> None:
+    """Place every user task on the phantom (first instance) and the study grid: one outside the phantom or the
+    measured region, at an unknown label, or of its surroundings' material fails here, naming the file."""
+    if not spec.tasks:
+        return
+    from lamino import phantoms
+    from lamino.studies.build import study_grid
+    from lamino.studies.point import scoring_region
+    from lamino.studies.tasks import user_tasks
+
+    p = spec.phantom
+    phantom = phantoms.get(p["name"], seed=p.get("seeds", [p["seed"]])[0], **p["params"])
+    grid = study_grid(spec)
+    try:
+        user_tasks(spec.tasks, phantom, phantom.voxelize(grid), scoring_region(spec, grid))
+    except ValueError as exc:
+        raise ValueError(f"{spec.source}: [[task]] {exc}") from None
 
 
 def _check_geometry(spec: StudySpec, err: _Errors) -> None:
