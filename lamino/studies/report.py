@@ -836,9 +836,12 @@ def _page(store: ResultStore, plan: PlanResult, figures: list[_Figure], notes: l
         parts.append("<p>No constraints.</p>")
     parts += _figures_html(store, plan, figures, notes)
     table, empty = _configurations_table(plan)
+    values = ("Values are the mean of one realisation: uncertainty unknown" if all(c.n < 2 for c in plan.configurations)
+              else "Values are the mean ± standard error of the mean over the repeats"
+              + (" (the mean alone from one realisation: uncertainty unknown)"
+                 if any(c.n < 2 for c in plan.configurations) else ""))
     parts.append("<h2>All configurations</h2><p>Sorted by objective; the recommended row is highlighted, "
-                 "infeasible rows are grey. Values are the mean ± standard error of the mean over the repeats (the "
-                 "mean alone from one realisation: uncertainty unknown)"
+                 f"infeasible rows are grey. {values}"
                  + (f"; left out, NaN everywhere: {html.escape(', '.join(empty))}" if empty else "") + ".</p>")
     parts.append(table)
     parts.append("<h2>Files</h2><ul>")
