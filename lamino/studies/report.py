@@ -213,12 +213,21 @@ def _heatmap_configs(store: ResultStore, plan: PlanResult) -> tuple[list[Configu
     return [c for c in grid if all(_same(c.point.get(a), v) for a, v in fixed.items())], fixed
 
 
-def _key_metrics(store: ResultStore, plan: PlanResult) -> list[str]:
-    """Metrics named by the objective's weights or constraints (in that order), else every metric present."""
+def _where(fixed: dict[str, Any]) -> str:
+    """The values the heatmaps hold other swept axes at, as text ("method = sirt"), "" if none."""
+    return ", ".join(f"{_AXIS_LABELS.get(a, a)} = {_fmt(v)}" for a, v in fixed.items())
+
+
+def _named_metrics(store: ResultStore, plan: PlanResult) -> list[str]:
+    """The metrics named by the objective's weights or constraints (in that order) that the plan has."""
     present = _metric_names(plan.configurations)
     named = [*store.spec.weights, *(c.metric for c in store.spec.constraints)]
-    keys = [m for m in dict.fromkeys(named) if m in present]
-    return keys or present
+    return [m for m in dict.fromkeys(named) if m in present]
+
+
+def _key_metrics(store: ResultStore, plan: PlanResult) -> list[str]:
+    """:func:`_named_metrics`, else every metric present."""
+    return _named_metrics(store, plan) or _metric_names(plan.configurations)
 
 
 def _metric_names(configs) -> list[str]:
@@ -287,7 +296,7 @@ def _heatmaps(store: ResultStore, plan: PlanResult, folder: str) -> tuple[list[_
                + (f", the same ({_fmt(value)}) in every cell" if value is not None else "")
                + f". {_repeats_note(configs)}")
     names = _metric_names(configs)
-    key = [m for m in _key_metrics(store, plan) if m in names]
+    key = [m for m in _named_metrics(store, plan) if m in names]
     same = [m for m in names if np.array_equal(tables(m)[0], objective, equal_nan=True)]
     if same:                                # e.g. objective = 1 × crack_dice: drawn once, as the objective
         caption += f" It equals {', '.join(same)}, not drawn again."
@@ -310,8 +319,7 @@ def _heatmaps(store: ResultStore, plan: PlanResult, folder: str) -> tuple[list[_
             meaning = METRICS.get(name, ("", ""))[1]
             figures.append(draw(name, label, unit, label + (f": {meaning}" if meaning else "") + ".",
                                 "key" if name in key else "other"))
-    where = ", ".join(f"{_AXIS_LABELS.get(a, a)} = {_fmt(v)}" for a, v in fixed.items())
-    scope = f"the tilt × views grid at {where}" if where else "the sweep"
+    scope = f"the tilt × views grid at {_where(fixed)}" if fixed else "the sweep"
     notes = []
     if constant:
         notes.append(f"Constant over {scope}, not drawn: {'; '.join(constant)}.")
@@ -590,7 +598,8 @@ def _paired_text(best: Configuration, other: Configuration) -> str:
                 f"realisations)")
     if n >= 2 and se == 0:
         return f"best − this = {d:.2g} in each of the {n} shared realisations"
-    return f"best − this = {best.objective_mean - other.objective_mean:.2g} (one realisation: noise unknown)"
+    why = "one realisation: noise unknown" if n < 2 else "noise unknown"
+    return f"best − this = {best.objective_mean - other.objective_mean:.2g} ({why})"
 
 
 _EDGE_WORDS = {"tilt_deg": ("tilt", "°", "larger tilts", "smaller tilts"),
@@ -614,8 +623,11 @@ def _edges(store: ResultStore, c: Configuration) -> list[tuple[str, bool]]:
     return out
 
 
-def _edge_text(axis: str, high: bool, c: Configuration, who: str, hope: str) -> str:
+def _edge_text(axis: str, high: bool, c: Configuration, who: str) -> str:
+    """``who`` sits at an edge of the swept ``axis``, and what lies beyond it might do: at the cheap end of the
+    views or exposure, be as good and faster; elsewhere, score higher."""
     what, unit, more, fewer = _EDGE_WORDS[axis]
+    hope = "might be as good and faster" if axis in ("n_views", "exposure_s") and not high else "might score higher"
     return (f"{who} sits at the {'high' if high else 'low'} end of the {what} swept ({_fmt(c.point[axis])}{unit}): "
             f"{more if high else fewer} were not tried and {hope}; extend [sweep] {axis}.")
 
@@ -633,7 +645,7 @@ def _changes(store: ResultStore, plan: PlanResult, best: Configuration | None,
     configs = plan.configurations
     rec = plan.recommended
     if rec is None or best is None:
-        counts = {}
+        counts: dict[str, int] = {}
         for c in configs:
             for v in _violations(store, c):
                 counts[v] = counts.get(v, 0) + 1
@@ -647,22 +659,23 @@ def _changes(store: ResultStore, plan: PlanResult, best: Configuration | None,
         out.append(f"The objective is the same ({best.objective_mean:.4g}) at every feasible configuration: this "
                    f"sweep cannot rank them, so the fastest is recommended; another objective or a wider sweep "
                    f"would be needed to choose on quality.")
-    if min(best.n, rec.n) < 2:
-        out.append("One realisation per configuration: the noise is unknown, so configurations within 2 % of the "
-                   "best count as equal. More noise seeds ([sweep] seeds) would give confidence intervals and "
+    elif min(best.n, rec.n) < 2:
+        who = ("One realisation per configuration" if all(c.n < 2 for c in feasible)
+               else "One realisation of the best or the recommended configuration")
+        out.append(f"{who}: the noise is unknown, so configurations within 2 % of the best count as equal. More "
+                   "noise seeds ([sweep] seeds) would give confidence intervals and "
                    "could separate them.")
     elif near:
         out.append(f"With {best.n} repeats, {len(near)} configuration{'s' if len(near) > 1 else ''} cannot be told "
                    f"from the best; more repeats would narrow the intervals (as 1/√n) and could separate them"
                    + (", which could rule out the faster recommended one." if rec.ids != best.ids else "."))
-    elif not flat:
+    else:
         out.append(f"The best stands clear of every other feasible configuration over {best.n} repeats; more "
                    f"repeats would narrow its interval but are unlikely to change the choice.")
     best_edges = _edges(store, best)
-    out += [_edge_text(a, high, best, "The best" + (" (and recommended)" if rec.ids == best.ids else ""),
-                       "might score higher") for a, high in best_edges]
-    out += [_edge_text(a, high, rec, "The recommended configuration", "might be as good and faster")
-            for a, high in _edges(store, rec)
+    out += [_edge_text(a, high, best, "The best" + (" (and recommended)" if rec.ids == best.ids else ""))
+            for a, high in best_edges]
+    out += [_edge_text(a, high, rec, "The recommended configuration") for a, high in _edges(store, rec)
             if a in ("n_views", "exposure_s") and not high and (a, high) not in best_edges]
     higher = [c for c in configs if not c.feasible and math.isfinite(c.objective_mean)
               and c.objective_mean > best.objective_mean]
@@ -708,8 +721,9 @@ def _decision(store: ResultStore, plan: PlanResult) -> str:
             how = ("paired 95 % intervals over the same realisations, or within 2 %" if best.n > 1 else
                    "within 2 %: one realisation, the noise is unknown")
             items.append(f"Cannot be told from the best ({html.escape(_describe(best))}; {how}): {len(near)} "
-                         f"configuration"
-                         f"{'s' if len(near) > 1 else ''}<ul>{''.join(rows)}</ul>")
+                         f"configuration{'s' if len(near) > 1 else ''}<ul>{''.join(rows)}</ul>")
+        elif len(feasible) == 1:
+            items.append("It is the only feasible configuration.")
         else:
             items.append("Every other feasible configuration is worse than the best beyond "
                          + ("the noise (paired 95 % intervals) or 2 %." if best.n > 1 else
@@ -784,7 +798,7 @@ def _figures_html(store: ResultStore, plan: PlanResult, figures: list[_Figure], 
     heat = [f for f in figures if f.group in ("objective", "key", "other")]
     if heat:
         configs, fixed = _heatmap_configs(store, plan)
-        where = ", ".join(f"{_AXIS_LABELS.get(a, a)} = {_fmt(v)}" for a, v in fixed.items())
+        where = _where(fixed)
         rec = plan.recommended
         if rec is None:
             outline = ""
