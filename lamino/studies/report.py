@@ -67,7 +67,7 @@ h1{margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right;overflow-wrap:normal}th{background:#f0f0f0}
 td.l,th.l{text-align:left}
-.scroll{overflow-x:auto;max-width:100%}.scroll table{font-size:.85em}.scroll td{white-space:nowrap}
+.scroll{overflow-x:auto;max-width:100%}.wide table{font-size:.85em}.wide td{white-space:nowrap}
 tr.rec td{background:#fff4cc;font-weight:600}tr.infeasible td{color:#999}
 .none{background:#fde2e2;border:2px solid #c0392b;padding:.8em 1em;font-weight:600}
 .reason{background:#eef5fb;border-left:4px solid #2980b9;padding:.6em 1em}
@@ -778,7 +778,7 @@ def _configurations_table(plan: PlanResult) -> tuple[str, list[str]]:
         cls = "rec" if plan.recommended is not None and c.ids == plan.recommended.ids else (
             "" if c.feasible else "infeasible")
         rows.append(_row(cells, cls))
-    return '<div class="scroll"><table>\n' + "\n".join(rows) + "\n</table></div>", empty
+    return '<div class="scroll wide"><table>\n' + "\n".join(rows) + "\n</table></div>", empty
 
 
 _SECTIONS = {"pareto": "Objective against scan time", "slices": "Slices", "coverage": "Fourier coverage"}
