@@ -1,20 +1,27 @@
 """Static HTML report of an acquisition study: one folder with ``index.html`` and its PNG figures.
 
-``write_report(store, plan, out)`` draws
+``write_report(store, plan, out)`` writes a self-contained page (inline CSS, no scripts, no external resources):
 
-* heatmaps over tilt (x) × number of views (y) of the objective and of every metric (means over the repeats,
-  grid-stage configurations only, other swept axes held at the recommended configuration's values), the
-  recommended cell outlined;
-* the Pareto plot of objective (mean ± std) against scan time, infeasible configurations grey, the front as a step
-  line and the recommended configuration highlighted;
+* **Decision**: the recommended configuration, its objective with its uncertainty (standard error and 95 %
+  interval, or "one realisation: uncertainty unknown"), the configurations the planner's paired statistics cannot
+  tell from the best, and what would change the decision (more repeats, a best at the edge of the swept grid,
+  constraints that rule out higher scores);
+* the recommended protocol, the objective and constraints;
+* heatmaps over tilt (x) × number of views (y) of the objective (first, larger) and of the metrics (those in the
+  objective and constraints first), each cell the mean ± standard error over the repeats (the mean only from one
+  realisation), grid-stage configurations only, other swept axes held at the recommended configuration's values,
+  the recommended cell outlined; metrics that are NaN everywhere or constant are named in one line each, not drawn;
+* the Pareto plot of objective (mean ± standard error) against scan time, infeasible configurations grey, the
+  front as a step line and the recommended configuration highlighted;
 * the central orthogonal slices of the best and worst configuration beside the truth, on one grey scale;
 * the Fourier coverage of the recommended configuration's geometry;
+* a table of every configuration.
 
-and writes a self-contained page (inline CSS, no scripts, no external resources) with the recommended protocol,
-the planner's reason, the objective and constraints, the figures and a table of every configuration. The report
-is built in a temporary folder beside ``out`` and renamed into place, so a crash never leaves half a report; the
-folder is named like every lamino temporary (``.<out name>.lamino-<pid>-…``, :func:`lamino.io.files.temporary_folder`),
-so those of a killed writer are deleted by the next report or study run there.
+Figures sit in a responsive grid and tables scroll inside their own box, so the page never scrolls sideways. The
+report is built in a temporary folder beside ``out`` and renamed into place, so a crash never leaves half a
+report; the folder is named like every lamino temporary (``.<out name>.lamino-<pid>-…``,
+:func:`lamino.io.files.temporary_folder`), so those of a killed writer are deleted by the next report or study
+run there.
 """
 
 from __future__ import annotations
@@ -25,8 +32,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -34,29 +40,51 @@ from lamino._plotting import measured_planes, save_figure, shade_unmeasured, sho
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.io.files import clean_temporaries, temporary_folder
 from lamino.studies.metrics.coverage import plot_fourier_coverage
-from lamino.studies.planner import Configuration, PlanResult
+from lamino.studies.planner import (
+    Configuration,
+    PlanResult,
+    indistinguishable,
+    paired_difference,
+    saturates,
+    t95,
+    uncertain,
+)
 from lamino.studies.scoring import METRICS
 from lamino.studies.store import SLICES, ResultStore
 
 DPI = 110
+CONSTANT_RTOL = 1e-9                    # a metric whose values agree to this relative tolerance is constant
 
 _AXIS_LABELS = {"tilt_deg": "tilt α (°)", "n_views": "views", "exposure_s": "exposure (s)", "kvp": "kVp",
                 "method": "method", "trajectory": "trajectory"}
 _OTHER_AXES = ("exposure_s", "kvp", "method", "trajectory")
 
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:2em auto;max-width:1150px;
-color:#222;line-height:1.45;padding:0 1em}
-h1{margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:2em auto;max-width:1240px;
+color:#222;line-height:1.45;padding:0 1em;overflow-wrap:anywhere}
+h1{margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}h3{margin:1.2em 0 .4em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f0f0f0}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right;overflow-wrap:normal}th{background:#f0f0f0}
 td.l,th.l{text-align:left}
+.scroll{overflow-x:auto;max-width:100%}.wide table{font-size:.85em}.wide td{white-space:nowrap}
 tr.rec td{background:#fff4cc;font-weight:600}tr.infeasible td{color:#999}
 .none{background:#fde2e2;border:2px solid #c0392b;padding:.8em 1em;font-weight:600}
 .reason{background:#eef5fb;border-left:4px solid #2980b9;padding:.6em 1em}
-figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.9em;color:#444}
+.decision{background:#f3f9f1;border-left:4px solid #27ae60;padding:.5em 1em .5em 2.2em;margin:.6em 0}
+.decision li{margin:.25em 0}.decision ul ul{margin:.2em 0}
+.note{font-size:.9em;color:#444;background:#fafafa;border-left:3px solid #bbb;padding:.3em .8em}
+figure{margin:1.2em 0}figure img{max-width:100%;height:auto;border:1px solid #ddd;display:block}
+figcaption{font-size:.85em;color:#444;margin-top:.3em}
+.grid{display:grid;grid-template-columns:repeat(3,minmax(0,1fr));gap:1em 1.2em;align-items:start;
+grid-auto-flow:row dense}
+.grid figure{margin:0;min-width:0}.grid figure.objective{grid-column:span 2;grid-row:span 2}
+.grid figure.key img{border:2px solid #2980b9}
+@media (max-width:900px){.grid{grid-template-columns:repeat(2,minmax(0,1fr))}}
+@media (max-width:600px){.grid{grid-template-columns:minmax(0,1fr)}.grid figure.objective{grid-column:auto;
+grid-row:auto}}
 pre{background:#f7f7f7;border:1px solid #ddd;padding:.6em;overflow-x:auto;font-size:.85em}
-.desc{color:#555}footer{margin-top:2em;font-size:.8em;color:#777}
+code{overflow-wrap:anywhere}.desc{color:#555}footer{margin-top:2em;font-size:.8em;color:#777}
 """
 
 
@@ -98,20 +126,28 @@ def write_report(store: ResultStore, plan: PlanResult, out: str, overwrite: bool
 
 
 # ---------------------------------------------------------------------------------------------- assembly
+class _Figure(NamedTuple):
+    """A PNG of the report: its file name, caption and group (where the page places it): "objective", "key",
+    "other" (heatmaps), "pareto", "slices" or "coverage"."""
+
+    file: str
+    caption: str
+    group: str
+
+
 def _build(store: ResultStore, plan: PlanResult, folder: str, final: str) -> None:
     """Draw every figure into ``folder`` and write ``index.html`` (links computed for its final place)."""
     import matplotlib
 
     matplotlib.use("Agg")
     records = {r["id"]: r for r in store.records()}
-    figures: list[tuple[str, str]] = []                     # (file name, caption)
-    figures += _heatmaps(store, plan, folder)
+    figures, notes = _heatmaps(store, plan, folder)
     if plan.configurations:
         figures.append(_pareto(plan, folder))
     figures += _slices_figure(store, plan, records, folder)
     figures += _coverage_figure(plan, records, folder)
     links = _links(store, folder, final)
-    page = _page(store, plan, figures, links)
+    page = _page(store, plan, figures, notes, links)
     with open(os.path.join(folder, "index.html"), "w", encoding="utf-8") as f:
         f.write(page)
 
@@ -177,12 +213,21 @@ def _heatmap_configs(store: ResultStore, plan: PlanResult) -> tuple[list[Configu
     return [c for c in grid if all(_same(c.point.get(a), v) for a, v in fixed.items())], fixed
 
 
-def _key_metrics(store: ResultStore, plan: PlanResult) -> list[str]:
-    """Metrics named by the objective's weights or constraints (in that order), else every metric present."""
+def _where(fixed: dict[str, Any]) -> str:
+    """The values the heatmaps hold other swept axes at, as text ("method = sirt"), "" if none."""
+    return ", ".join(f"{_AXIS_LABELS.get(a, a)} = {_fmt(v)}" for a, v in fixed.items())
+
+
+def _named_metrics(store: ResultStore, plan: PlanResult) -> list[str]:
+    """The metrics named by the objective's weights or constraints (in that order) that the plan has."""
     present = _metric_names(plan.configurations)
     named = [*store.spec.weights, *(c.metric for c in store.spec.constraints)]
-    keys = [m for m in dict.fromkeys(named) if m in present]
-    return keys or present
+    return [m for m in dict.fromkeys(named) if m in present]
+
+
+def _key_metrics(store: ResultStore, plan: PlanResult) -> list[str]:
+    """:func:`_named_metrics`, else every metric present."""
+    return _named_metrics(store, plan) or _metric_names(plan.configurations)
 
 
 def _metric_names(configs) -> list[str]:
@@ -194,82 +239,177 @@ def _file_name(prefix: str, name: str) -> str:
     return f"{prefix}_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.png"
 
 
-def _heatmaps(store: ResultStore, plan: PlanResult, folder: str) -> list[tuple[str, str]]:
-    """One heatmap PNG per quantity (objective first, then each metric), tilt on x, views on y."""
+def _mean_sem(c: Configuration, name: str) -> tuple[float, float]:
+    """Mean and standard error of the mean of the objective (``name`` "objective") or a metric over the
+    configuration's repeats; the standard error is NaN (unknown) with fewer than two repeats."""
+    mean, sem = ((c.objective_mean, c.objective_sem) if name == "objective"
+                 else (c.metrics_mean.get(name, math.nan), c.metrics_sem.get(name, math.nan)))
+    return float(mean), (float(sem) if c.n >= 2 else math.nan)
+
+
+def _known(sem: float) -> bool:
+    """Whether a standard error is worth printing as "± sem": finite and non-zero (never "± 0")."""
+    return math.isfinite(sem) and sem > 0
+
+
+def constant_value(values: np.ndarray, rtol: float = CONSTANT_RTOL) -> float | None:
+    """The common value of ``values``' finite entries when they agree to ``rtol`` relative (e.g.
+    ``saturated_fraction`` = 0 everywhere), else None; None when none is finite."""
+    finite = np.asarray(values, float)
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return None
+    lo, hi = float(finite.min()), float(finite.max())
+    return float(np.median(finite)) if hi - lo <= rtol * max(abs(lo), abs(hi)) else None
+
+
+def _heatmaps(store: ResultStore, plan: PlanResult, folder: str) -> tuple[list[_Figure], list[str]]:
+    """One heatmap PNG per quantity, tilt on x, views on y: the objective first, then the metrics named by the
+    objective and constraints, then the rest. A metric NaN everywhere, constant (:func:`constant_value`) or equal
+    to the objective is not drawn. Returns the figures and the notes naming what was left out, one line each."""
     configs, fixed = _heatmap_configs(store, plan)
     if not configs:
-        return []
+        return [], []
     tilts = sorted({float(c.point["tilt_deg"]) for c in configs})
     views = sorted({int(c.point["n_views"]) for c in configs})
     rec = plan.recommended
     rec_cell = None
     if rec is not None and any(c.ids == rec.ids for c in configs):
         rec_cell = (tilts.index(float(rec.point["tilt_deg"])), views.index(int(rec.point["n_views"])))
-    where = ", ".join(f"{_AXIS_LABELS.get(a, a)} = {_fmt(v)}" for a, v in fixed.items())
-    where = f" at {where}" if where else ""
-    outline = " The recommended configuration is outlined in red." if rec_cell else ""
-    quantities: list[tuple[str, str, Callable[[Configuration], float]]] = [
-        ("objective", "", lambda c: c.objective_mean)]
-    quantities += [(m, metric_unit(m), lambda c, m=m: c.metrics_mean.get(m, math.nan))
-                   for m in _metric_names(configs)]
-    figures, empty = [], []
-    for name, unit, value in quantities:
-        table = np.full((len(views), len(tilts)), np.nan)
+
+    def tables(name: str) -> tuple[np.ndarray, np.ndarray]:
+        mean, sem = np.full((2, len(views), len(tilts)), np.nan)
         for c in configs:
-            table[views.index(int(c.point["n_views"])), tilts.index(float(c.point["tilt_deg"]))] = value(c)
-        if name != "objective" and not np.isfinite(table).any():
-            empty.append(name)              # nothing to measure here (e.g. no flat crack large enough to resolve)
-            continue
-        label = f"{name} ({unit})" if unit else name
+            cell = views.index(int(c.point["n_views"])), tilts.index(float(c.point["tilt_deg"]))
+            mean[cell], sem[cell] = _mean_sem(c, name)
+        return mean, sem
+
+    def draw(name: str, label: str, unit: str, caption: str, group: str) -> _Figure:
         fname = _file_name("heatmap", name)
-        save_figure(_heatmap_figure(table, tilts, views, label, rec_cell), os.path.join(folder, fname), dpi=DPI)
-        what = f"the objective ({plan.objective})" if name == "objective" else f"{label}"
-        figures.append((fname, f"Mean of {what} over the repeats, for every tilt and number of views of the "
-                               f"sweep grid{where}.{outline}"))
-    if empty and figures:
-        fname, caption = figures[0]
-        figures[0] = (fname, caption + f" Not drawn, with nothing to measure in this study (NaN at every point): "
-                                       f"{', '.join(empty)}.")
-    return figures
+        fig = _heatmap_figure(*tables(name), tilts, views, label, unit, rec_cell, large=group == "objective")
+        save_figure(fig, os.path.join(folder, fname), dpi=DPI)
+        return _Figure(fname, caption, group)
+
+    objective = tables("objective")[0]
+    value = constant_value(objective)
+    caption = (f"The objective, {plan.objective} (higher is better)"
+               + (f", the same ({_fmt(value)}) in every cell" if value is not None else "")
+               + f". {_repeats_note(configs)}")
+    names = _metric_names(configs)
+    key = [m for m in _named_metrics(store, plan) if m in names]
+    same = [m for m in names if np.array_equal(tables(m)[0], objective, equal_nan=True)]
+    if same:                                # e.g. objective = 1 × crack_dice: drawn once, as the objective
+        caption += f" It equals {', '.join(same)}, not drawn again."
+    figures = [draw("objective", "objective", "", caption, "objective")]
+    empty, constant = [], []
+    for name in [*key, *(m for m in names if m not in key)]:
+        mean = tables(name)[0]
+        value = constant_value(mean)
+        if name in same:
+            continue
+        if not np.isfinite(mean).any():
+            empty.append(name)              # nothing to measure here (e.g. no flat crack large enough to resolve)
+        elif value is not None:
+            unit, gaps = metric_unit(name), int((~np.isfinite(mean)).sum())
+            constant.append(f"{name} = {_fmt(value)}{' ' + unit if unit else ''}"
+                            + (f" (NaN at {gaps} of {mean.size} points)" if gaps else ""))
+        else:
+            unit = metric_unit(name)
+            label = f"{name} ({unit})" if unit else name
+            meaning = METRICS.get(name, ("", ""))[1]
+            figures.append(draw(name, label, unit, label + (f": {meaning}" if meaning else "") + ".",
+                                "key" if name in key else "other"))
+    scope = f"the tilt × views grid at {_where(fixed)}" if fixed else "the sweep"
+    notes = []
+    if constant:
+        notes.append(f"Constant over {scope}, not drawn: {'; '.join(constant)}.")
+    if empty:
+        notes.append(f"Not drawn, nothing to measure for this phantom or region (NaN at every point): "
+                     f"{', '.join(empty)}.")
+    return figures, notes
 
 
-def _heatmap_figure(table: np.ndarray, tilts: list[float], views: list[int], label: str,
-                    rec_cell: tuple[int, int] | None):
-    """Annotated image of ``table`` (views × tilts); ``rec_cell`` = (tilt index, views index) is outlined."""
+def _repeats_note(configs: list[Configuration]) -> str:
+    """How the heatmaps' cells read: mean ± standard error over n repeats, or the mean of one realisation."""
+    ns = sorted({c.n for c in configs})
+    if ns[-1] < 2:
+        return "Every heatmap shows the mean of one realisation per configuration: uncertainty unknown."
+    n = f"{ns[0]}" if len(ns) == 1 else f"{max(ns[0], 2)}–{ns[-1]}"
+    text = f"Every heatmap shows the mean ± standard error of the mean over {n} repeats"
+    if ns[0] < 2:
+        text += "; cells from one realisation show the mean only (uncertainty unknown)"
+    return text + "; a cell without ± has no spread over its repeats."
+
+
+def _cell_text(mean: float, sem: float) -> str:
+    """A heatmap cell's annotation: the mean (3 significant digits) and, when known and non-zero, "± sem"."""
+    if not math.isfinite(mean):
+        return "—"
+    return _short(mean) + (f"\n± {sem:.2g}" if _known(sem) else "")
+
+
+def _short(x: float, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant digits like ``{x:.3g}``, but without an exponent between 0.001 and 100 000
+    (2093, not 2.09e+03)."""
+    if x == 0 or not 1e-3 <= abs(x) < 1e5:
+        return f"{x:.{digits}g}"
+    text = f"{x:.{max(0, digits - 1 - math.floor(math.log10(abs(x))))}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _heatmap_figure(mean: np.ndarray, sem: np.ndarray, tilts: list[float], views: list[int], label: str,
+                    unit: str, rec_cell: tuple[int, int] | None, large: bool = False):
+    """Annotated image of ``mean`` (views × tilts), each cell "mean ± sem" (:func:`_cell_text`); ``rec_cell`` =
+    (tilt index, views index) is outlined. A constant table gets one colour and no colour bar."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(tilts), 1.4 + 0.6 * len(views)), layout="constrained")
-    finite = table[np.isfinite(table)]
+    two_lines = bool(np.vectorize(_known)(sem).any())
+    scale = 1.6 if large else 1.0
+    fig, ax = plt.subplots(figsize=(scale * (1.5 + 0.8 * len(tilts)),
+                                    scale * (1.2 + (0.5 if two_lines else 0.36) * len(views))),
+                           layout="constrained")
+    finite = mean[np.isfinite(mean)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    im = ax.imshow(table, origin="lower", cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1e-12,
+    flat = constant_value(mean) is not None or not finite.size
+    im = ax.imshow(mean, origin="lower", cmap="viridis", vmin=lo - 1 if flat else lo, vmax=lo + 1 if flat else hi,
                    aspect="auto")
-    mid = (lo + hi) / 2
-    for (j, i), v in np.ndenumerate(table):
-        text = "—" if not np.isfinite(v) else f"{v:.3g}"
-        ax.text(i, j, text, ha="center", va="center", fontsize=8, color="k" if v > mid else "w")
+    for (j, i), v in np.ndenumerate(mean):
+        dark = bool(np.isfinite(v) and im.norm(v) < 0.55)          # white text on viridis' dark end
+        ax.text(i, j, _cell_text(v, sem[j, i]), ha="center", va="center", fontsize=9 if large else 8,
+                color="w" if dark else "k", linespacing=1.15)
     if rec_cell is not None:
         ax.add_patch(Rectangle((rec_cell[0] - 0.5, rec_cell[1] - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
     ax.set_xticks(range(len(tilts)), [f"{t:g}" for t in tilts])
     ax.set_yticks(range(len(views)), [str(n) for n in views])
     ax.set_xlabel(_AXIS_LABELS["tilt_deg"])
     ax.set_ylabel(_AXIS_LABELS["n_views"])
-    ax.set_title(label, fontsize=10)
-    fig.colorbar(im, ax=ax, label=label, shrink=0.9)
+    ax.set_title(label, fontsize=11 if large else 10)
+    if not flat:
+        bar = fig.colorbar(im, ax=ax, label=unit, shrink=0.9)
+        bar.formatter.set_useOffset(False)                 # no "1e−12 + 1" offsets on a narrow range
+        bar.update_ticks()
     return fig
 
 
-def _pareto(plan: PlanResult, folder: str) -> tuple[str, str]:
-    """Objective (mean ± std) against scan time; the front as a step line, infeasible points grey."""
+def pareto_figure(plan: PlanResult):
+    """The objective (mean, with the standard error of the mean as error bars where it is known) against scan
+    time; configurations of one realisation are open circles without bars; infeasible ones grey; the front as a
+    step line; the recommended configuration starred. Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
 
     configs = plan.configurations
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    for feasible, style in ((False, dict(color="0.7", label="infeasible")), (True, dict(color="C0", label="feasible"))):
+    for feasible, colour, label in ((False, "0.65", "infeasible"), (True, "C0", "feasible")):
         sel = [c for c in configs if c.feasible == feasible]
-        if sel:
-            ax.errorbar([c.scan_time_s for c in sel], [c.objective_mean for c in sel],
-                        yerr=[c.objective_std for c in sel], fmt="o", ms=5, capsize=3, **style)
+        known = [c for c in sel if _known(_mean_sem(c, "objective")[1])]
+        unknown = [c for c in sel if c not in known]
+        if known:
+            ax.errorbar([c.scan_time_s for c in known], [c.objective_mean for c in known],
+                        yerr=[c.objective_sem for c in known], fmt="o", ms=5, capsize=3, color=colour, label=label)
+        if unknown:
+            ax.plot([c.scan_time_s for c in unknown], [c.objective_mean for c in unknown], "o", ms=5, mfc="none",
+                    color=colour, ls="none", label=f"{label}, uncertainty unknown")
     front = sorted((c for c in configs if c.pareto and c.feasible), key=lambda c: c.scan_time_s)
     if front:
         ax.step([c.scan_time_s for c in front], [c.objective_mean for c in front], where="post", color="C1",
@@ -286,16 +426,26 @@ def _pareto(plan: PlanResult, folder: str) -> tuple[str, str]:
     ax.set_ylabel("objective (higher is better)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return fig
+
+
+def _pareto(plan: PlanResult, folder: str) -> _Figure:
+    """:func:`pareto_figure` as ``pareto.png``."""
     fname = "pareto.png"
-    save_figure(fig, os.path.join(folder, fname), dpi=DPI)
-    caption = ("Objective (mean ± standard deviation over the repeats) against scan time for every "
-               "configuration. Grey: violates a constraint; orange step line: the Pareto front of the feasible "
-               "configurations; red star: the recommended configuration.")
-    return fname, caption
+    save_figure(pareto_figure(plan), os.path.join(folder, fname), dpi=DPI)
+    one = [c for c in plan.configurations if not _known(_mean_sem(c, "objective")[1])]
+    bars = ("Error bars: standard error of the mean over the repeats"
+            + ("; open circles: one realisation, uncertainty unknown." if one else "."))
+    if len(one) == len(plan.configurations):
+        bars = "One realisation per configuration: uncertainty unknown, no error bars."
+    caption = ("Objective against scan time for every configuration. " + bars + " Grey: violates a constraint; "
+               "orange step line: the Pareto front of the feasible configurations; red star: the recommended "
+               "configuration.")
+    return _Figure(fname, caption, "pareto")
 
 
 def _slices_figure(store: ResultStore, plan: PlanResult, records: dict[str, dict],
-                   folder: str) -> list[tuple[str, str]]:
+                   folder: str) -> list[_Figure]:
     """Central xy, xz, yz slices of the truth, the best and the worst configuration on one grey scale (μ, 1/mm)."""
     import matplotlib.pyplot as plt
 
@@ -337,7 +487,7 @@ def _slices_figure(store: ResultStore, plan: PlanResult, records: dict[str, dict
     caption = (f"Central xy, xz and yz slices of the truth and of the reconstructions of {names} (first noise "
                f"repeat), all on one grey scale of μ (1/mm). Greyed out: voxels that left the detector in some "
                f"views; dashed yellow: the boundary of the region measured in every view.")
-    return [(fname, caption)]
+    return [_Figure(fname, caption, "slices")]
 
 
 def _measured_slices(record: dict) -> dict[str, np.ndarray] | None:
@@ -366,7 +516,7 @@ def _slice_axes(record: dict, plane: str, shape: tuple[int, int]) -> tuple[np.nd
     return np.arange(shape[1], dtype=float), np.arange(shape[0], dtype=float), "px"
 
 
-def _coverage_figure(plan: PlanResult, records: dict[str, dict], folder: str) -> list[tuple[str, str]]:
+def _coverage_figure(plan: PlanResult, records: dict[str, dict], folder: str) -> list[_Figure]:
     """The Fourier-coverage diagram of the recommended (else the best) configuration's geometry."""
     source = [(n, c) for n, c in (("recommended", plan.recommended), ("best", plan.best)) if c is not None]
     for name, config in source:
@@ -377,9 +527,9 @@ def _coverage_figure(plan: PlanResult, records: dict[str, dict], folder: str) ->
         fig = plot_fourier_coverage(Geometry.from_dict(geometry))
         fname = "coverage.png"
         save_figure(fig, os.path.join(folder, fname), dpi=DPI)
-        return [(fname, f"Fourier coverage of the {name} configuration ({_describe(config)}), section through the "
-                        f"rotation axis: grey is measured, red is the missing double cone of half-angle α (the "
-                        f"tilt) around the axis.")]
+        return [_Figure(fname, f"Fourier coverage of the {name} configuration ({_describe(config)}), section "
+                               f"through the rotation axis: grey is measured, red is the missing double cone of "
+                               f"half-angle α (the tilt) around the axis.", "coverage")]
     return []
 
 
@@ -397,10 +547,16 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-def _pm(mean: float | None, std: float | None) -> str:
-    if mean is None:
+def _pm(mean: float | None, sem: float | None) -> str:
+    """``mean ± sem`` when the standard error is known and non-zero, else the mean alone ("—" if unknown)."""
+    if mean is None or not math.isfinite(mean):
         return "—"
-    return _fmt(mean) if not std else f"{_fmt(mean)} ± {_fmt(std)}"
+    return f"{_fmt(mean)} ± {sem:.2g}" if sem is not None and _known(sem) else _fmt(mean)
+
+
+def _pm_of(c: Configuration, name: str) -> str:
+    """:func:`_pm` of the objective or a metric of ``c`` (standard error over its repeats)."""
+    return _pm(*_mean_sem(c, name))
 
 
 def _describe(c: Configuration) -> str:
@@ -426,6 +582,164 @@ def _row(cells: list[str], cls: str = "", header: bool = False) -> str:
     return f"<tr{attr}>{first}" + "".join(f"<{tag}>{c}</{tag}>" for c in cells[1:]) + "</tr>"
 
 
+# ---------------------------------------------------------------------------------------------- decision
+def _feasible(plan: PlanResult) -> list[Configuration]:
+    """The configurations the planner chooses among: feasible, with a finite objective."""
+    return [c for c in plan.configurations if c.feasible and math.isfinite(c.objective_mean)]
+
+
+def _paired_text(best: Configuration, other: Configuration) -> str:
+    """The planner's paired difference best − other (:func:`~lamino.studies.planner.paired_difference`) in
+    words, with its 95 % interval; without two shared realisations the plain difference of the means."""
+    d, se, n = paired_difference(best, other)
+    if n >= 2 and _known(se):
+        half = t95(n) * se
+        return (f"best − this = {d:.2g} ± {se:.2g} (95 % CI {d - half:.2g} to {d + half:.2g}, paired over {n} "
+                f"realisations)")
+    if n >= 2 and se == 0:
+        return f"best − this = {d:.2g} in each of the {n} shared realisations"
+    why = "one realisation: noise unknown" if n < 2 else "noise unknown"
+    return f"best − this = {best.objective_mean - other.objective_mean:.2g} ({why})"
+
+
+_EDGE_WORDS = {"tilt_deg": ("tilt", "°", "larger tilts", "smaller tilts"),
+               "n_views": ("number of views", " views", "more views (more dose and time)", "fewer views"),
+               "exposure_s": ("exposure", " s", "longer exposures (more dose)", "shorter exposures"),
+               "kvp": ("tube voltage", " kV", "higher voltages", "lower voltages")}
+
+
+def _edges(store: ResultStore, c: Configuration) -> list[tuple[str, bool]]:
+    """[(axis, at the high end)] of the numeric sweep axes (several values swept) where ``c`` sits at the edge of
+    the swept range."""
+    axes = store.spec.axes()
+    out = []
+    for axis in _EDGE_WORDS:
+        values = {float(v) for v in axes.get(axis, []) if isinstance(v, int | float) and not isinstance(v, bool)}
+        x = c.point.get(axis)
+        if len(values) < 2 or not isinstance(x, int | float):
+            continue
+        if float(x) >= max(values) or float(x) <= min(values):
+            out.append((axis, float(x) >= max(values)))
+    return out
+
+
+def _edge_text(axis: str, high: bool, c: Configuration, who: str) -> str:
+    """``who`` sits at an edge of the swept ``axis``, and what lies beyond it might do: at the cheap end of the
+    views or exposure, be as good and faster; elsewhere, score higher."""
+    what, unit, more, fewer = _EDGE_WORDS[axis]
+    hope = "might be as good and faster" if axis in ("n_views", "exposure_s") and not high else "might score higher"
+    return (f"{who} sits at the {'high' if high else 'low'} end of the {what} swept ({_fmt(c.point[axis])}{unit}): "
+            f"{more if high else fewer} were not tried and {hope}; extend [sweep] {axis}.")
+
+
+def _violations(store: ResultStore, c: Configuration) -> list[str]:
+    """What keeps ``c`` from being feasible: its failed constraints (on the means) and a saturating open beam."""
+    failed = [str(k) for k in store.spec.constraints
+              if not k.holds(c.scan_time_s if k.metric == "scan_time_s" else c.metrics_mean.get(k.metric, math.nan))]
+    return failed + (["the open beam saturates the detector"] if saturates(c.metrics_mean) else [])
+
+
+def _changes(store: ResultStore, plan: PlanResult, best: Configuration | None,
+             near: list[Configuration]) -> list[str]:
+    """What would change the decision, in words (plain text, one item each)."""
+    configs = plan.configurations
+    rec = plan.recommended
+    if rec is None or best is None:
+        counts: dict[str, int] = {}
+        for c in configs:
+            for v in _violations(store, c):
+                counts[v] = counts.get(v, 0) + 1
+        fails = "; ".join(f"{v}: fails for {k} of {len(configs)}" for v, k in counts.items())
+        return [f"No configuration meets every constraint ({fails or 'none evaluated'}): relaxing a constraint or "
+                f"widening the sweep would give a recommendation."]
+    out = []
+    feasible = _feasible(plan)
+    flat = len(feasible) > 1 and constant_value(np.array([c.objective_mean for c in feasible])) is not None
+    if flat:
+        out.append(f"The objective is the same ({best.objective_mean:.4g}) at every feasible configuration: this "
+                   f"sweep cannot rank them, so the fastest is recommended; another objective or a wider sweep "
+                   f"would be needed to choose on quality.")
+    elif min(best.n, rec.n) < 2:
+        who = ("One realisation per configuration" if all(c.n < 2 for c in feasible)
+               else "One realisation of the best or the recommended configuration")
+        out.append(f"{who}: the noise is unknown, so configurations within 2 % of the best count as equal. More "
+                   "noise seeds ([sweep] seeds) would give confidence intervals and "
+                   "could separate them.")
+    elif near:
+        out.append(f"With {best.n} repeats, {len(near)} configuration{'s' if len(near) > 1 else ''} cannot be told "
+                   f"from the best; more repeats would narrow the intervals (as 1/√n) and could separate them"
+                   + (", which could rule out the faster recommended one." if rec.ids != best.ids else "."))
+    else:
+        out.append(f"The best stands clear of every other feasible configuration over {best.n} repeats; more "
+                   f"repeats would narrow its interval but are unlikely to change the choice.")
+    best_edges = _edges(store, best)
+    out += [_edge_text(a, high, best, "The best" + (" (and recommended)" if rec.ids == best.ids else ""))
+            for a, high in best_edges]
+    out += [_edge_text(a, high, rec, "The recommended configuration") for a, high in _edges(store, rec)
+            if a in ("n_views", "exposure_s") and not high and (a, high) not in best_edges]
+    higher = [c for c in configs if not c.feasible and math.isfinite(c.objective_mean)
+              and c.objective_mean > best.objective_mean]
+    if higher:
+        top = max(higher, key=lambda c: c.objective_mean)
+        out.append(f"{len(higher)} configuration{'s score' if len(higher) > 1 else ' scores'} higher than the best "
+                   f"feasible one (up to {top.objective_mean:.4g} at {_describe(top)}) but "
+                   f"{'are' if len(higher) > 1 else 'is'} ruled out ({'; '.join(_violations(store, top))}): "
+                   f"relaxing that would change the decision.")
+    return out
+
+
+def _decision(store: ResultStore, plan: PlanResult) -> str:
+    """The Decision section: the recommended configuration and its objective with its uncertainty, the
+    configurations the planner cannot tell from the best (:func:`~lamino.studies.planner.indistinguishable`),
+    what would change the decision, and the planner's reason."""
+    rec = plan.recommended
+    feasible = _feasible(plan)
+    best = max(feasible, key=lambda c: c.objective_mean) if feasible else rec
+    near = [c for c in feasible if c is not best and indistinguishable(best, c)] if best is not None else []
+    parts = ['<h2 id="decision">Decision</h2>']
+    items = []
+    if rec is None or best is None:
+        parts.append('<p class="none">No protocol is recommended: no configuration satisfies every constraint. '
+                     "Relax the constraints or widen the sweep; the figures below show every configuration.</p>")
+        if plan.gradient:
+            parts.append("<table>" + "".join(_row([html.escape(f"gradient: {k}"), _e(v)])
+                                             for k, v in plan.gradient.items()) + "</table>")
+    else:
+        items.append(f"<b>Recommended: {html.escape(_describe(rec))}</b>, scan time {_e(rec.scan_time_s)} s.")
+        items.append(f"Objective ({html.escape(plan.objective or '—')}): {html.escape(uncertain(rec))}.")
+        if rec.ids != best.ids:
+            items.append(f"The best objective is {html.escape(uncertain(best))} at {html.escape(_describe(best))} "
+                         f"({_e(best.scan_time_s)} s); the recommended configuration: "
+                         f"{html.escape(_paired_text(best, rec))}, in {rec.scan_time_s / best.scan_time_s:.0%} of "
+                         f"the time.")
+        if near:
+            shown = sorted(near, key=lambda c: c.scan_time_s)
+            rows = [f"<li>{html.escape(_describe(c))}, {_e(c.scan_time_s)} s: {html.escape(_paired_text(best, c))}"
+                    + (" <b>(recommended)</b>" if c.ids == rec.ids else "") + "</li>" for c in shown[:8]]
+            if len(shown) > 8:
+                rows.append(f"<li>… and {len(shown) - 8} more (see the table of all configurations)</li>")
+            how = ("paired 95 % intervals over the same realisations, or within 2 %" if best.n > 1 else
+                   "within 2 %: one realisation, the noise is unknown")
+            items.append(f"Cannot be told from the best ({html.escape(_describe(best))}; {how}): {len(near)} "
+                         f"configuration{'s' if len(near) > 1 else ''}<ul>{''.join(rows)}</ul>")
+        elif len(feasible) == 1:
+            items.append("It is the only feasible configuration.")
+        else:
+            items.append("Every other feasible configuration is worse than the best beyond "
+                         + ("the noise (paired 95 % intervals) or 2 %." if best.n > 1 else
+                            "2 % (one realisation: the noise is unknown)."))
+    changes = _changes(store, plan, best, near)
+    if changes:
+        items.append("What would change the decision:<ul>"
+                     + "".join(f"<li>{html.escape(t)}</li>" for t in changes) + "</ul>")
+    if items:
+        parts.append('<ul class="decision">' + "".join(f"<li>{t}</li>" for t in items) + "</ul>")
+    if plan.reason:
+        parts.append(f'<p class="reason">Planner: {html.escape(plan.reason)}</p>')
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------- tables
 def _protocol_table(store: ResultStore, plan: PlanResult) -> str:
     c = plan.recommended
     p = c.point
@@ -434,19 +748,23 @@ def _protocol_table(store: ResultStore, plan: PlanResult) -> str:
             ("exposure per view", _unit(p.get("exposure_s"), "s")), ("tube voltage", kvp),
             ("reconstruction", _e(p.get("method"))),
             ("trajectory", _e(p.get("trajectory", "cl"))), ("scan time", _unit(c.scan_time_s, "s")),
-            ("objective", html.escape(_pm(c.objective_mean, c.objective_std))),
-            ("repeats (noise seeds × instances)", str(len(c.ids))), ("stage", html.escape(c.stage))]
+            ("objective", html.escape(uncertain(c))),
+            ("repeats (noise seeds × instances)", str(c.n)), ("stage", html.escape(c.stage))]
     for m in _key_metrics(store, plan):
         unit = metric_unit(m)
-        rows.append((m, html.escape(_pm(c.metrics_mean.get(m), c.metrics_std.get(m)) + (f" {unit}" if unit else ""))))
+        rows.append((m, html.escape(_pm_of(c, m) + (f" {unit}" if unit else ""))))
     for k, v in (plan.gradient or {}).items():
         rows.append((f"gradient: {k}", _e(v)))
     body = "\n".join(_row([html.escape(k), v]) for k, v in rows)
-    return f"<table>\n{body}\n</table>"
+    return f'<div class="scroll"><table>\n{body}\n</table></div>'
 
 
-def _configurations_table(plan: PlanResult) -> str:
-    metrics = _metric_names(plan.configurations)
+def _configurations_table(plan: PlanResult) -> tuple[str, list[str]]:
+    """The table of every configuration (metrics NaN everywhere left out) and the names of those left out."""
+    names = _metric_names(plan.configurations)
+    empty = [m for m in names if not any(math.isfinite(c.metrics_mean.get(m, math.nan))
+                                         for c in plan.configurations)]
+    metrics = [m for m in names if m not in empty]
     head = ["stage", "tilt (°)", "views", "exposure (s)", "kVp", "method", "trajectory", "scan time (s)", "objective",
             "feasible", "Pareto", "repeats"]
     head += [f"{m} ({metric_unit(m)})" if metric_unit(m) else m for m in metrics]
@@ -455,21 +773,63 @@ def _configurations_table(plan: PlanResult) -> str:
     for c in order:
         p = c.point
         cells = [html.escape(c.stage), *(_e(p.get(k)) for k in _AXIS_LABELS),
-                 _e(c.scan_time_s), html.escape(_pm(c.objective_mean, c.objective_std)), _e(c.feasible),
-                 _e(c.pareto), str(len(c.ids))]
-        cells += [html.escape(_pm(c.metrics_mean.get(m), c.metrics_std.get(m))) for m in metrics]
+                 _e(c.scan_time_s), html.escape(_pm_of(c, "objective")), _e(c.feasible), _e(c.pareto), str(c.n)]
+        cells += [html.escape(_pm_of(c, m)) for m in metrics]
         cls = "rec" if plan.recommended is not None and c.ids == plan.recommended.ids else (
             "" if c.feasible else "infeasible")
         rows.append(_row(cells, cls))
-    return "<table>\n" + "\n".join(rows) + "\n</table>"
+    return '<div class="scroll wide"><table>\n' + "\n".join(rows) + "\n</table></div>", empty
 
 
-def _page(store: ResultStore, plan: PlanResult, figures: list[tuple[str, str]], links: list[tuple[str, str]]) -> str:
+_SECTIONS = {"pareto": "Objective against scan time", "slices": "Slices", "coverage": "Fourier coverage"}
+
+
+def _figure_html(f: _Figure, number: int, cls: str = "") -> str:
+    attr = f' class="{cls}"' if cls else ""
+    return (f'<figure{attr}><img src="{html.escape(f.file, quote=True)}" alt="{html.escape(f.caption, quote=True)}">'
+            f"<figcaption>Figure {number}. {html.escape(f.caption)}</figcaption></figure>")
+
+
+def _figures_html(store: ResultStore, plan: PlanResult, figures: list[_Figure], notes: list[str]) -> list[str]:
+    """The heatmaps in one responsive grid (the objective first and larger, then the key metrics, framed, then the
+    rest) with their notes, then each other figure under its own heading."""
+    numbers = {f.file: i for i, f in enumerate(figures, 1)}
+    parts = []
+    heat = [f for f in figures if f.group in ("objective", "key", "other")]
+    if heat:
+        configs, fixed = _heatmap_configs(store, plan)
+        where = _where(fixed)
+        rec = plan.recommended
+        if rec is None:
+            outline = ""
+        elif any(c.ids == rec.ids for c in configs):
+            outline = " The recommended configuration is outlined in red."
+        else:
+            outline = f" The recommended configuration ({_describe(rec)}, {rec.stage} stage) is not on this grid."
+        key = (" Framed in blue: the metrics in the objective and constraints."
+               if any(f.group == "key" for f in heat) else "")
+        parts.append("<h2>Objective and metrics over tilt × views</h2>")
+        intro = (f"Each cell is a configuration of the sweep grid{' at ' + where if where else ''}: the objective "
+                 f"first, then the metrics in the objective and constraints, then the rest.{outline}{key}")
+        parts.append(f"<p>{html.escape(intro)}</p>")
+        parts.append('<div class="grid">' + "".join(_figure_html(f, numbers[f.file], f.group) for f in heat)
+                     + "</div>")
+    parts += [f'<p class="note">{html.escape(n)}</p>' for n in notes]
+    for f in figures:
+        if f.group in _SECTIONS:
+            parts.append(f"<h2>{_SECTIONS[f.group]}</h2>")
+            parts.append(_figure_html(f, numbers[f.file]))
+    return parts
+
+
+def _page(store: ResultStore, plan: PlanResult, figures: list[_Figure], notes: list[str],
+          links: list[tuple[str, str]]) -> str:
     from lamino import __version__
 
     spec = store.spec
     name = html.escape(spec.name)
-    parts = [f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{name}</title>\n"
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{name}</title>\n'
              f"<style>{_CSS}</style>\n</head>\n<body>", f"<h1>{name}</h1>"]
     if spec.description:
         parts.append(f'<p class="desc">{html.escape(spec.description)}</p>')
@@ -477,17 +837,10 @@ def _page(store: ResultStore, plan: PlanResult, figures: list[tuple[str, str]], 
     parts.append(f"<p>{len(plan.configurations)} configurations, {n_points} evaluated points "
                  f"(phantom <code>{html.escape(str(spec.phantom.get('name')))}</code>, scanner "
                  f"<code>{html.escape(str(spec.scanner.get('preset')))}</code>).</p>")
-    parts.append("<h2>Recommended protocol</h2>")
-    if plan.recommended is None:
-        parts.append('<p class="none">No protocol is recommended: no configuration satisfies every constraint. '
-                     "Relax the constraints or widen the sweep; the figures below show every configuration.</p>")
-        if plan.gradient:
-            parts.append("<table>" + "".join(_row([html.escape(f"gradient: {k}"), _e(v)])
-                                             for k, v in plan.gradient.items()) + "</table>")
-    else:
+    parts.append(_decision(store, plan))
+    if plan.recommended is not None:
+        parts.append("<h2>Recommended protocol</h2>")
         parts.append(_protocol_table(store, plan))
-    if plan.reason:
-        parts.append(f'<p class="reason">{html.escape(plan.reason)}</p>')
     parts.append("<h2>Objective and constraints</h2>")
     parts.append(f"<p>Objective (higher is better): <code>{html.escape(plan.objective or '—')}</code></p>")
     if spec.constraints:
@@ -495,15 +848,16 @@ def _page(store: ResultStore, plan: PlanResult, figures: list[tuple[str, str]], 
         parts.append(f"<p>Constraints (on the means over the repeats):</p><ul>{items}</ul>")
     else:
         parts.append("<p>No constraints.</p>")
-    if figures:
-        parts.append("<h2>Figures</h2>")
-    for i, (fname, caption) in enumerate(figures, 1):
-        src = html.escape(fname, quote=True)
-        parts.append(f'<figure><img src="{src}" alt="{html.escape(caption, quote=True)}">'
-                     f"<figcaption>Figure {i}. {html.escape(caption)}</figcaption></figure>")
+    parts += _figures_html(store, plan, figures, notes)
+    table, empty = _configurations_table(plan)
+    values = ("Values are the mean of one realisation: uncertainty unknown" if all(c.n < 2 for c in plan.configurations)
+              else "Values are the mean ± standard error of the mean over the repeats"
+              + (" (the mean alone from one realisation: uncertainty unknown)"
+                 if any(c.n < 2 for c in plan.configurations) else ""))
     parts.append("<h2>All configurations</h2><p>Sorted by objective; the recommended row is highlighted, "
-                 "infeasible rows are grey. Values are mean ± standard deviation over the repeats.</p>")
-    parts.append(_configurations_table(plan))
+                 f"infeasible rows are grey. {values}"
+                 + (f"; left out, NaN everywhere: {html.escape(', '.join(empty))}" if empty else "") + ".</p>")
+    parts.append(table)
     parts.append("<h2>Files</h2><ul>")
     parts += [f'<li><a href="{html.escape(href, quote=True)}">{html.escape(label)}</a></li>' for href, label in links]
     parts.append(f"<li>results folder: <code>{html.escape(os.path.abspath(store.path))}</code></li></ul>")
