@@ -49,7 +49,8 @@ def test_a_user_task_is_scored_as_dprime_name(tmp_path):
 @pytest.mark.parametrize("change, words", [
     (('shape = "disk"', 'shape = "cube"'), ["[[task]] hole shape", "sphere, disk, cylinder, plane"]),
     (("size_mm = [0.12, 0.04]", "size_mm = [0.09]"), ["[[task]] hole size_mm", "[diameter, thickness]"]),
-    (('shape = "disk"\nsize_mm = [0.12, 0.04]', 'shape = "sphere"\nsize_mm = 0.2'), ["task 'hole'", "outside the phantom"]),
+    (('shape = "disk"\nsize_mm = [0.12, 0.04]', 'shape = "sphere"\nsize_mm = 0.2'),
+     ["task 'hole'", "outside the phantom"]),
     (('label = "substrate"', 'label = "substrate"\nat_mm = [0, 0, 0]'), ["both at_mm and label"]),
     (('name = "hole"', 'name = "a hole"'), ["[[task]] name", "letters, digits"]),
     (('material = "void"', 'material = "unobtainium"'), ["[[task]] hole material", "lamino.materials"]),
