@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lamino.geometry import Geometry, VolumeGrid
+from lamino.recon.coverage import reliable_region
 from lamino.simulate import Scanner
 
 if TYPE_CHECKING:
@@ -92,3 +93,16 @@ def coverage_warning(spec: StudySpec) -> str | None:
     return (f"[recon] grid extends past what the scan measures: {partial:.0%} of its voxels leave the detector in "
             f"some views at tilt {tilt:g}°; reconstructions fade them out where they are measured in under half "
             "of the views, and scores use only voxels measured in at least 90 %")
+
+
+def measured_region(spec: StudySpec, grid: VolumeGrid) -> np.ndarray:
+    """Voxels that every trajectory of the sweep (each tilt and trajectory) reconstructs reliably, so all points
+    are scored on the same region (a wide flat sample in CL is truncated at the detector's edges, differently
+    at each tilt): :func:`lamino.recon.coverage.reliable_region`, with views sampled every 10°."""
+    region = np.ones(grid.shape, bool)
+    base = spec.points()[0]
+    for tilt in spec.sweep["tilt_deg"]:
+        for trajectory in spec.sweep["trajectory"]:
+            g = build_geometry(spec, {**base, "tilt_deg": tilt, "trajectory": trajectory, "n_views": 36})
+            region &= reliable_region(g, grid)
+    return region

@@ -23,9 +23,8 @@ import numpy as np
 from lamino import phantoms
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.recon import reconstruct, suppress_rings
-from lamino.recon.coverage import reliable_region
 from lamino.simulate import simulate
-from lamino.studies.build import build_geometry, build_scanner, study_grid
+from lamino.studies.build import build_geometry, build_scanner, measured_region, study_grid
 from lamino.studies.scoring import DENSE_VIEWS, ScoringInput, score
 from lamino.studies.spec import StudySpec, point_id
 from lamino.studies.store import PointResult, central_slices
@@ -46,18 +45,10 @@ _LENGTHS_KEEP = 4               # the point's lengths and its tasks' (two geomet
 
 
 def scoring_region(spec: StudySpec, grid: VolumeGrid) -> np.ndarray:
-    """Voxels that every trajectory of the sweep (each tilt and trajectory) reconstructs reliably, so all points
-    are scored on the same region (a wide flat sample in CL is truncated at the detector's edges, differently
-    at each tilt): :func:`lamino.recon.coverage.reliable_region`, with views sampled every 10°."""
+    """:func:`lamino.studies.build.measured_region` of the study, kept for the study's points."""
     key = f"region:{spec.fingerprint}"
     if key not in _CACHE:
-        region = np.ones(grid.shape, bool)
-        base = spec.points()[0]
-        for tilt in spec.sweep["tilt_deg"]:
-            for trajectory in spec.sweep["trajectory"]:
-                g = build_geometry(spec, {**base, "tilt_deg": tilt, "trajectory": trajectory, "n_views": 36})
-                region &= reliable_region(g, grid)
-        _CACHE[key] = region
+        _CACHE[key] = measured_region(spec, grid)
     return _CACHE[key]
 
 

@@ -85,7 +85,7 @@ class StudySpec:
     """A validated study. ``points()`` lists the grid of the sweep; ``fingerprint`` identifies what every point
     shares (all but the view counts, exposures, voltages, methods, seeds, metrics, objective and planner), so a
     results store knows its study. The swept tilts and trajectories are part of it: together they fix the
-    region every point is scored on (:func:`lamino.studies.point.scoring_region`)."""
+    region every point is scored on (:func:`lamino.studies.build.measured_region`)."""
 
     name: str
     description: str
@@ -518,15 +518,14 @@ def _check_tasks(spec: StudySpec) -> None:
     if not spec.tasks:
         return
     from lamino import phantoms
-    from lamino.studies.build import study_grid
-    from lamino.studies.point import scoring_region
+    from lamino.studies.build import measured_region, study_grid
     from lamino.studies.tasks import user_tasks
 
     p = spec.phantom
     phantom = phantoms.get(p["name"], seed=p.get("seeds", [p["seed"]])[0], **p["params"])
     grid = study_grid(spec)
     try:
-        user_tasks(spec.tasks, phantom, phantom.voxelize(grid), scoring_region(spec, grid))
+        user_tasks(spec.tasks, phantom, phantom.voxelize(grid), measured_region(spec, grid))
     except ValueError as exc:
         raise ValueError(f"{spec.source}: [[task]] {exc}") from None
 
