@@ -162,7 +162,16 @@ def t95(n: int) -> float:
     return float(stats.t.ppf(0.975, n - 1))
 
 
-def indistinguishable(best: Configuration, other: Configuration, tolerance: float = 0.02) -> bool:
+TOLERANCE = 0.02          # relative difference below which two objectives count as equal when the noise is unknown
+
+
+def feasible_best(configs) -> tuple[list[Configuration], Configuration | None]:
+    """The configurations the planner chooses among (feasible, finite objective) and the best of them."""
+    feasible = [c for c in configs if c.feasible and math.isfinite(c.objective_mean)]
+    return feasible, (max(feasible, key=lambda c: c.objective_mean) if feasible else None)
+
+
+def indistinguishable(best: Configuration, other: Configuration, tolerance: float = TOLERANCE) -> bool:
     """Whether ``other`` is as good as ``best`` within the noise or within ``tolerance`` × |best|: its paired
     difference (:func:`paired_difference`) lies within its 95 % confidence half-width or the tolerance. Without
     two shared realisations: within max(σ of best, tolerance × |best|) of the best mean."""
@@ -173,19 +182,18 @@ def indistinguishable(best: Configuration, other: Configuration, tolerance: floa
     return other.objective_mean >= best.objective_mean - max(best.objective_std, floor)
 
 
-def recommend(configs: list[Configuration], tolerance: float = 0.02) -> tuple[Configuration | None, str]:
+def recommend(configs: list[Configuration], tolerance: float = TOLERANCE) -> tuple[Configuration | None, str]:
     """The fastest feasible configuration indistinguishable from the best (:func:`indistinguishable`: paired
     statistics over the shared sample instances and noise seeds, or within ``tolerance`` of the best). Returns it
     and the reason in words: the best with its confidence interval, how many configurations are as good, and the
     chosen one's paired difference."""
-    feasible = [c for c in configs if c.feasible and math.isfinite(c.objective_mean)]
+    feasible, best = feasible_best(configs)
     clipped = sum(saturates(c.metrics_mean) for c in configs)
     note = (f" ({clipped} set aside because the open beam saturates the detector: shorten the frames with "
             f"[scanner] max_frame_s, or lower the exposure or the tube current)") if clipped else ""
     if not feasible:
         return None, ("no configuration meets the constraints" + note if configs
                       else "the study has no finished points")
-    best = max(feasible, key=lambda c: c.objective_mean)
     floor = tolerance * abs(best.objective_mean)
     near = [c for c in feasible if c is best or indistinguishable(best, c, tolerance)]
     choice = min(near, key=lambda c: (c.scan_time_s, -c.objective_mean))
@@ -197,19 +205,21 @@ def recommend(configs: list[Configuration], tolerance: float = 0.02) -> tuple[Co
     d, se, n = paired_difference(best, choice)
     if choice is best and not others:
         reason += ("no faster configuration comes within noise of it" if best.n > 1 else
-                   f"no faster configuration comes within {floor:.2g} of it (2 %: the noise of one realisation "
-                   "is unknown)")
+                   f"no faster configuration comes within {floor:.2g} of it ({tolerance * 100:g} %: the noise of one "
+                   "realisation is unknown)")
     elif choice is best:
         reason += (" (paired 95 % intervals)" if best.n > 1 else
-                   f" (within {floor:.2g}, 2 %: the noise of one realisation is unknown)")
+                   f" (within {floor:.2g}, {tolerance * 100:g} %: the noise of one realisation is unknown)")
     else:
         share = choice.scan_time_s / best.scan_time_s
         if n >= 2 and math.isfinite(se):
             half = t95(n) * se
+            where = "within the noise" if d <= half else f"within {tolerance * 100:g} %"
             gap = (f"paired over the same {n} realisations it is {d:.2g} ± {se:.2g} lower (95 % CI "
-                   f"{d - half:.2g} to {d + half:.2g}), {'within the noise' if d <= half else 'within 2 %'}")
+                   f"{d - half:.2g} to {d + half:.2g}), {where}")
         else:
-            gap = f"{best.objective_mean - choice.objective_mean:.2g} lower, within 2 % (the noise is unknown)"
+            gap = (f"{best.objective_mean - choice.objective_mean:.2g} lower, within {tolerance * 100:g} % (the "
+                   "noise is unknown)")
         reason += (f"the fastest of those, {_describe(choice)}, reaches {uncertain(choice)}: {gap}; in "
                    f"{choice.scan_time_s:.0f} s ({share:.0%} of the time)")
     return choice, reason + f"; {len(feasible)} of {len(configs)} configurations meet the constraints" + note

@@ -97,10 +97,17 @@ def _task_images(spec: StudySpec, phantom, key: str, geometry: Geometry, grid: V
     lengths, ``recon_of(scan)`` the point's reconstruction. The noise image is that of the projections
     (:func:`~lamino.studies.tasks.projection_noise_only`); the tasks' own lengths are traced once per geometry
     (cached beside the point's)."""
-    builtin = builtin_tasks(phantom)
-    user = user_tasks(spec.tasks, phantom, voxels, region) if spec.tasks else []
-    if not (builtin or user) or not _wants_dprime(spec) or not spec.simulate.get("noise", True):
+    if not _wants_dprime(spec) or not spec.simulate.get("noise", True):
         return ()                     # (without noise d′ is unbounded: no metric)
+    tkey = f"{key}|tasks|{grid.shape}|{grid.voxel_size}|{grid.center}"
+    if tkey not in _CACHE:            # placed and voxelised once per phantom instance and grid
+        builtin = builtin_tasks(phantom)
+        user = user_tasks(spec.tasks, phantom, voxels, region) if spec.tasks else []
+        _CACHE[tkey] = (builtin, tuple(footprint(t, grid, voxels) for t in builtin),
+                        user, tuple(footprint(t, grid) for t in user))
+    builtin, builtin_marks, user, user_marks = _CACHE[tkey]
+    if not (builtin or user):
+        return ()
     method, voxel_size = spec.simulate.get("method", "exact"), spec.simulate.get("voxel_size")
 
     def trace(tasks):
@@ -114,12 +121,11 @@ def _task_images(spec: StudySpec, phantom, key: str, geometry: Geometry, grid: V
     out = []
     if builtin:
         absent = recon_of(clean_scan(phantom, shifted(lengths, length_change(builtin, trace(builtin)), -1.0)))
-        out.append(TaskImages(tuple(builtin), tuple(footprint(t, grid, voxels) for t in builtin), clean - absent,
-                              noise))
+        out.append(TaskImages(tuple(builtin), builtin_marks, clean - absent, noise))
     if user:
         scene = with_tasks(phantom, user)
         present = recon_of(clean_scan(scene, shifted(lengths, length_change(user, trace(user)), 1.0)))
-        out.append(TaskImages(tuple(user), tuple(footprint(t, grid) for t in user), present - clean, noise))
+        out.append(TaskImages(tuple(user), user_marks, present - clean, noise))
     return tuple(out)
 
 

@@ -41,8 +41,10 @@ from lamino.geometry import Geometry, VolumeGrid
 from lamino.io.files import clean_temporaries, temporary_folder
 from lamino.studies.metrics.coverage import plot_fourier_coverage
 from lamino.studies.planner import (
+    TOLERANCE,
     Configuration,
     PlanResult,
+    feasible_best,
     indistinguishable,
     paired_difference,
     saturates,
@@ -583,11 +585,6 @@ def _row(cells: list[str], cls: str = "", header: bool = False) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- decision
-def _feasible(plan: PlanResult) -> list[Configuration]:
-    """The configurations the planner chooses among: feasible, with a finite objective."""
-    return [c for c in plan.configurations if c.feasible and math.isfinite(c.objective_mean)]
-
-
 def _paired_text(best: Configuration, other: Configuration) -> str:
     """The planner's paired difference best − other (:func:`~lamino.studies.planner.paired_difference`) in
     words, with its 95 % interval; without two shared realisations the plain difference of the means."""
@@ -653,7 +650,7 @@ def _changes(store: ResultStore, plan: PlanResult, best: Configuration | None,
         return [f"No configuration meets every constraint ({fails or 'none evaluated'}): relaxing a constraint or "
                 f"widening the sweep would give a recommendation."]
     out = []
-    feasible = _feasible(plan)
+    feasible, _ = feasible_best(configs)
     flat = len(feasible) > 1 and constant_value(np.array([c.objective_mean for c in feasible])) is not None
     if flat:
         out.append(f"The objective is the same ({best.objective_mean:.4g}) at every feasible configuration: this "
@@ -662,8 +659,8 @@ def _changes(store: ResultStore, plan: PlanResult, best: Configuration | None,
     elif min(best.n, rec.n) < 2:
         who = ("One realisation per configuration" if all(c.n < 2 for c in feasible)
                else "One realisation of the best or the recommended configuration")
-        out.append(f"{who}: the noise is unknown, so configurations within 2 % of the best count as equal. More "
-                   "noise seeds ([sweep] seeds) would give confidence intervals and "
+        out.append(f"{who}: the noise is unknown, so configurations within {TOLERANCE * 100:g} % of the best count as "
+                   "equal. More noise seeds ([sweep] seeds) would give confidence intervals and "
                    "could separate them.")
     elif near:
         out.append(f"With {best.n} repeats, {len(near)} configuration{'s' if len(near) > 1 else ''} cannot be told "
@@ -693,8 +690,8 @@ def _decision(store: ResultStore, plan: PlanResult) -> str:
     configurations the planner cannot tell from the best (:func:`~lamino.studies.planner.indistinguishable`),
     what would change the decision, and the planner's reason."""
     rec = plan.recommended
-    feasible = _feasible(plan)
-    best = max(feasible, key=lambda c: c.objective_mean) if feasible else rec
+    feasible, best = feasible_best(plan.configurations)
+    best = best or rec
     near = [c for c in feasible if c is not best and indistinguishable(best, c)] if best is not None else []
     parts = ['<h2 id="decision">Decision</h2>']
     items = []
@@ -718,16 +715,16 @@ def _decision(store: ResultStore, plan: PlanResult) -> str:
                     + (" <b>(recommended)</b>" if c.ids == rec.ids else "") + "</li>" for c in shown[:8]]
             if len(shown) > 8:
                 rows.append(f"<li>… and {len(shown) - 8} more (see the table of all configurations)</li>")
-            how = ("paired 95 % intervals over the same realisations, or within 2 %" if best.n > 1 else
-                   "within 2 %: one realisation, the noise is unknown")
+            how = (f"paired 95 % intervals over the same realisations, or within {TOLERANCE * 100:g} %" if best.n > 1
+                   else f"within {TOLERANCE * 100:g} %: one realisation, the noise is unknown")
             items.append(f"Cannot be told from the best ({html.escape(_describe(best))}; {how}): {len(near)} "
                          f"configuration{'s' if len(near) > 1 else ''}<ul>{''.join(rows)}</ul>")
         elif len(feasible) == 1:
             items.append("It is the only feasible configuration.")
         else:
             items.append("Every other feasible configuration is worse than the best beyond "
-                         + ("the noise (paired 95 % intervals) or 2 %." if best.n > 1 else
-                            "2 % (one realisation: the noise is unknown)."))
+                         + (f"the noise (paired 95 % intervals) or {TOLERANCE * 100:g} %." if best.n > 1 else
+                            f"{TOLERANCE * 100:g} % (one realisation: the noise is unknown)."))
     changes = _changes(store, plan, best, near)
     if changes:
         items.append("What would change the decision:<ul>"

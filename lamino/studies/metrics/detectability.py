@@ -7,7 +7,7 @@ reconstruct chain — and the NPW observer, whose template is that expected sign
 
     d′² = [Σ_f |ΔḠ(f)|²]² / Σ_f |ΔḠ(f)|² NPS_loc(f)                                     (1)
 
-(Gang et al., Med. Phys. 37, 1948 (2010), eq. 13; Stayman et al., 2019; AAPM TG-233). Here both factors are
+(Gang et al., Med. Phys. 37, 1948 (2010); Stayman et al., 2019; AAPM TG-233). Here both factors are
 measured in the image domain, which needs neither stationarity of the MTF nor a fitted model:
 
 - the expected signal Δḡ is pushed through the chain itself: the noise-free reconstruction with the signal minus
@@ -147,7 +147,7 @@ def task_dprimes(signal_image: Any, noise_image: Any, footprints: Sequence[Any],
 def template_dprime(present: Any, absent: Any, template: Any) -> float:
     """The empirical d′ of a linear template observer on signal-present and signal-absent ensembles
     ((k, …) arrays of images): t = Σ_x w(x) g(x) per image, d′ = (t̄₁ − t̄₀) / √((s₁² + s₀²)/2) with sample
-    variances (Barrett & Myers, Foundations of Image Science, eq. 13.9). The reference the NPW formula is
+    variances (Barrett & Myers, Foundations of Image Science, ch. 13). The reference the NPW formula is
     validated against."""
     w = _volume("template", template)
     p, a = _volume("present", present), _volume("absent", absent)
