@@ -243,6 +243,10 @@ def analyse(store, weights: dict[str, float] | None = None, grid_only: bool = Fa
     gradient = store.read_extra("gradient") if hasattr(store, "read_extra") else None
     if gradient is not None and (recommended is None or gradient.pop("point", None) != recommended.point):
         gradient = None                                    # computed for another recommendation
+    slope = store.read_extra("tilt_slope") if hasattr(store, "read_extra") and not grid_only else None
+    if slope is not None:
+        gradient = {**(gradient or {}), **slope}
+        reason += _beyond_sweep(spec, recommended, slope)
     return PlanResult(tuple(configs), recommended, reason, best, worst, objective_text(weights), gradient)
 
 
@@ -285,6 +289,42 @@ def golden_section_max(f, lo: float, hi: float, evaluations: int, known: dict[fl
     return x, seen[x]
 
 
+SLOPE_SPREAD_DEG = 3.0          # the d′ slope is averaged over tilt ± this (the projector's kinks, below)
+
+
+def objective_slope(spec, config: Configuration, weights: dict[str, float]) -> dict[str, Any]:
+    """The objective's slope with respect to tilt at ``config`` (per degree), for an objective of d′ metrics
+    (:func:`lamino.studies.gradient.dprime_slopes`): Σ w_m · m̄ · (dd′_m/dα) / d′_m, each metric's measured
+    mean m̄ times the relative slope of the linearised chain. The slopes are averaged over
+    ±:data:`SLOPE_SPREAD_DEG`: the linear interpolation of the projector makes d′(α) kinked on a scale of about
+    a degree, so a single local derivative can point against the trend across a bracket of grid tilts."""
+    from lamino.studies.gradient import dprime_slopes
+
+    slopes = dprime_slopes(spec, config.point, list(weights), spread_deg=SLOPE_SPREAD_DEG) or {}
+    total = 0.0
+    out: dict[str, Any] = {"tilt_deg": float(config.point["tilt_deg"])}
+    for m, w in weights.items():
+        value, slope = slopes.get(m, (math.nan, math.nan))
+        out[f"{m} (linearised chain)"] = value
+        out[f"d {m} / d tilt (per deg, linearised chain)"] = slope
+        total += w * config.metrics_mean.get(m, math.nan) * slope / value if value else math.nan
+    out["objective_slope_per_deg"] = total if math.isfinite(total) else 0.0
+    return out
+
+
+def _beyond_sweep(spec, recommended: Configuration | None, slope: dict[str, Any]) -> str:
+    """A sentence when the recommendation lies at the edge of the swept tilts and the objective's tilt slope
+    points out of them (another tilt range could do better), else ""."""
+    if recommended is None:
+        return ""
+    t, tilts, g = recommended.point["tilt_deg"], spec.sweep["tilt_deg"], slope["objective_slope_per_deg"]
+    if (t >= max(tilts) and g > 0) or (t <= min(tilts) and g < 0):
+        side = "larger" if g > 0 else "smaller"
+        return (f" The objective still rises towards {side} tilts at {t:g}° (slope {g:+.3g} per degree from the "
+                f"linearised chain): a sweep beyond {t:g}° may find a better tilt.")
+    return ""
+
+
 def grid_ids(spec) -> set[str]:
     """The point ids of the spec's sweep grid (every configuration × seed)."""
     from lamino.studies.spec import point_id
@@ -313,12 +353,18 @@ def refine_tilt(spec, runner) -> list[str]:
     below = [x for x in tilts if x < t]
     above = [x for x in tilts if x > t]
     lo, hi = (below[-1] if below else t), (above[0] if above else t)
+    weights = spec.weights or default_weights(start.recommended.metrics_mean)
+    if spec.refine == "gradient":
+        slope = objective_slope(spec, start.recommended, weights)
+        runner.store.write_extra("tilt_slope", slope)
+        lo, hi = (t, hi) if slope["objective_slope_per_deg"] > 0 else (lo, t)
+        if hi - lo <= 0:
+            return []                    # the slope points out of the swept tilts: the decision says so
     n_seeds = len(spec.repeats())
     siblings = [c for c in start.configurations
                 if len(set(c.ids)) == n_seeds and all(c.point[k] == base[k] for k in _CONFIG_KEYS if k != "tilt_deg")]
     known = {float(c.point["tilt_deg"]): c.objective_mean for c in siblings}
     by_repeat = {float(c.point["tilt_deg"]): c.objective_by_repeat for c in siblings}
-    weights = spec.weights or default_weights(start.recommended.metrics_mean)
     new_ids: list[str] = []
 
     def f(tilt: float) -> float:

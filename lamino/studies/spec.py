@@ -22,7 +22,9 @@ Layout (every table but ``[study]``, ``[phantom]``, ``[scanner]`` and ``[sweep]`
     [metrics]    names = [...] (default: every metric that applies to the phantom)
     [objective]  weights = { crack_dice = 1.0, rmse = -10.0 } (score = Σ weight × metric; negative minimises),
                  constraints = ["crack_dice >= 0.8", "scan_time_s <= 7200"]
-    [planner]    refine = "golden" | "none", refine_evaluations = 4 (new tilts probed, ≥ 2),
+    [planner]    refine = "golden" | "gradient" | "none", refine_evaluations = 4 (new tilts probed, ≥ 2);
+                 "gradient" (an objective of d′ metrics only) searches the half of the bracket the objective's
+                 tilt slope points to (lamino.studies.gradient.dprime_slopes),
                  gradient = false (true: d(expected RMSE)/d(tilt) at the recommendation, lamino.studies.gradient)
     [[task]]     name = "overhang", shape = "sphere" | "disk" | "cylinder" | "plane", size_mm = [...],
                  normal = [0, 0, 1], material = "void", at_mm = [x, y, z] or label = "electrode": a detection
@@ -58,7 +60,7 @@ _STUDY_KEYS = ("name", "description")
 _SIMULATE_BOOLS = ("noise", "blur", "focal_spot", "exact_bins")
 _SIMULATE_METHODS = ("exact", "voxel")
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
-REFINE = ("golden", "none")
+REFINE = ("golden", "gradient", "none")
 #: most noise seeds (``[sweep] seeds`` or ``repeats``) a study may ask for: each multiplies every point of the sweep
 MAX_SEEDS = 100
 
@@ -216,6 +218,12 @@ def parse_spec(data: dict[str, Any], source: str = "<study>", text: str = "") ->
     metrics = _metrics(_table(data, "metrics", err), names, err)
     weights, constraints = _objective(_table(data, "objective", err), names, err)
     refine, n_refine, gradient = _planner(_table(data, "planner", err), err)
+    if refine == "gradient":
+        from lamino.studies.gradient import differentiable
+
+        if not weights or not all(differentiable(m) for m in weights):
+            err.fail("[planner] refine", "= 'gradient'", "give [objective] weights on d′ metrics only (crack_dprime"
+                     "…, pore_dprime, dprime_<task>), whose tilt slope lamino computes, or refine = \"golden\"")
     recon.setdefault("grid", "auto")
     _check_grid(recon["grid"], err)
     _check_objective_metrics(phantom, metrics, weights, constraints, names, err)
