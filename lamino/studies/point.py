@@ -27,14 +27,19 @@ from lamino.simulate import simulate
 from lamino.studies.build import build_geometry, build_scanner, measured_region, study_grid
 from lamino.studies.scoring import DENSE_VIEWS, ScoringInput, score
 from lamino.studies.spec import StudySpec, point_id
-from lamino.studies.store import PointResult, central_slices
+from lamino.studies.store import CLOSEUP_IMAGES, Closeup, PointResult, central_slices
 from lamino.studies.tasks import (
+    CRACK_DPRIME,
+    PORE_DPRIME,
+    Task,
     TaskImages,
     builtin_tasks,
     footprint,
+    hardest_task,
     length_change,
     projection_noise_only,
     shifted,
+    task_dprime_values,
     user_tasks,
     with_tasks,
 )
@@ -42,6 +47,7 @@ from lamino.studies.tasks import (
 _CACHE: dict[str, Any] = {}
 _LENGTHS: collections.OrderedDict = collections.OrderedDict()
 _LENGTHS_KEEP = 4               # the point's lengths and its tasks' (two geometries' worth)
+CLOSEUP_HALF = 12               # voxels: a close-up crop is 2 × 12 + 1 = 25 voxels square
 
 
 def scoring_region(spec: StudySpec, grid: VolumeGrid) -> np.ndarray:
@@ -87,7 +93,9 @@ def _lengths(phantom, key: str, geometry: Geometry, method: str, voxel_size: flo
 
 
 def _wants_dprime(spec: StudySpec) -> bool:
-    return spec.metrics is None or any("dprime" in n for n in spec.metrics)
+    """Whether the spec scores a d′ metric (``crack_detectable_fraction`` is one, without "dprime" in its name)."""
+    return spec.metrics is None or any(n in CRACK_DPRIME + PORE_DPRIME or n.startswith("dprime_")
+                                       for n in spec.metrics)
 
 
 def _task_images(spec: StudySpec, phantom, key: str, geometry: Geometry, grid: VolumeGrid, voxels, region,
@@ -127,6 +135,56 @@ def _task_images(spec: StudySpec, phantom, key: str, geometry: Geometry, grid: V
         present = recon_of(clean_scan(scene, shifted(lengths, length_change(user, trace(user)), 1.0)))
         out.append(TaskImages(tuple(user), user_marks, present - clean, noise))
     return tuple(out)
+
+
+def _closeup(spec: StudySpec, images: tuple[TaskImages, ...], values: list[tuple[Task, float]], recon: np.ndarray,
+             truth: np.ndarray, region: np.ndarray, grid: VolumeGrid) -> Closeup | None:
+    """Crops around the hardest task (:func:`~lamino.studies.tasks.hardest_task` of the objective's, then the
+    constraints' d′ metrics) of the noisy reconstruction, the truth and the expected signal, in the xy plane and
+    the vertical plane that cuts the task's footprint across (xz or yz), through the footprint voxel inside the
+    measured region nearest to its centroid. None without a measured task."""
+    pick = hardest_task(values, [*spec.weights, *(c.metric for c in spec.constraints)])
+    if pick is None:
+        return None
+    task, dprime, metric, candidates = pick
+    image, mask = next((im, m) for im in images for t, m in zip(im.tasks, im.footprints, strict=True) if t is task)
+    inside = mask & region if (mask & region).any() else mask
+    voxel = np.asarray(grid.voxel_size, float)                       # (sz, sy, sx) mm
+    idx = np.argwhere(inside)
+    centre = idx[np.argmin((((idx - idx.mean(0)) * voxel) ** 2).sum(1))]
+    planes = ("xy", _cross_plane(idx * voxel))
+    volumes = {"truth": truth, "recon": recon, "signal": image.signal}
+    crops = {name: _crops(volumes[name], centre, planes) for name in CLOSEUP_IMAGES}
+    return Closeup(name=task.name, kind=task.kind, dprime=float(dprime), metric=metric, candidates=candidates,
+                   centre_mm=tuple(float(grid.axis(d)[centre[d]]) for d in (2, 1, 0)),
+                   voxel_mm=tuple(float(v) for v in voxel), planes=planes, images=crops)
+
+
+def _cross_plane(points_mm: np.ndarray) -> str:
+    """The vertical plane (xz or yz) that cuts a footprint (its voxel centres, (n, 3) z, y, x in mm) across: the
+    footprint's thinnest direction (its normal, for a crack) lies in that plane as far as it can, so a vertical
+    crack shows as a line, not a sheet. "xz" for a compact footprint (a pore)."""
+    if len(points_mm) < 4:
+        return "xz"
+    values, vectors = np.linalg.eigh(np.cov(points_mm.T))
+    if values[0] > 0.5 * values[-1]:                                # no thin direction: a pore, a sphere
+        return "xz"
+    normal = np.abs(vectors[:, 0])                                  # (z, y, x)
+    return "xz" if normal[2] >= normal[1] else "yz"
+
+
+def _crops(volume: np.ndarray, centre: np.ndarray, planes: tuple[str, ...],
+           half: int = CLOSEUP_HALF) -> dict[str, np.ndarray]:
+    """Square crops of ``volume`` (nz, ny, nx), 2 ``half`` + 1 voxels wide, centred on voxel ``centre`` (k, j, i),
+    in each of ``planes``; NaN beyond the grid. float32."""
+    padded = np.pad(np.asarray(volume, np.float32), half, constant_values=np.nan)
+    out = {}
+    for plane in planes:
+        held = {"xy": 0, "xz": 1, "yz": 2}[plane]                     # the array axis held at the centre
+        window = [slice(int(c), int(c) + 2 * half + 1) for c in centre]
+        window[held] = int(centre[held]) + half
+        out[plane] = padded[tuple(window)]
+    return out
 
 
 def _with_saturation(names: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -175,6 +233,8 @@ def evaluate_point(spec: StudySpec, point: dict[str, Any], stage: str = "grid") 
         trajectory = build_geometry(spec, {**point, "n_views": DENSE_VIEWS}, scanner)
         metrics = score(ScoringInput(recon, truth, grid, voxels, phantom, geometry, scanner, trajectory, region,
                                      scan.flats, tasks), _with_saturation(spec.metrics))
+        dprimes = task_dprime_values(tasks, region)                 # computed by score above: no second pass
+        closeup = _closeup(spec, tasks, dprimes, recon, truth, region, grid)
     t_end = time.perf_counter()
     provenance = {
         "geometry": geometry.to_dict(), "scanner": scanner.to_dict(), "grid": grid.to_dict(),
@@ -187,4 +247,4 @@ def evaluate_point(spec: StudySpec, point: dict[str, Any], stage: str = "grid") 
                "tasks": round(t_tasks - t_rec, 3), "metrics": round(t_end - t_tasks, 3), "total": round(t_end - t0, 3)}
     return PointResult(id=point_id(spec, point), point=dict(point), metrics=metrics, seconds=seconds,
                        provenance=provenance, recon_slices=central_slices(recon), truth_slices=central_slices(truth),
-                       stage=stage)
+                       stage=stage, task_dprimes={t.name: float(v) for t, v in dprimes}, closeup=closeup)

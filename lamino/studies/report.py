@@ -13,7 +13,9 @@
   the recommended cell outlined; metrics that are NaN everywhere or constant are named in one line each, not drawn;
 * the Pareto plot of objective (mean ± standard error) against scan time, infeasible configurations grey, the
   front as a step line and the recommended configuration highlighted;
-* the central orthogonal slices of the best and worst configuration beside the truth, on one grey scale;
+* the central orthogonal slices of the recommended, best and worst configurations beside the truth, on one
+  grey scale, and a close-up of the recommended configuration's hardest detection task (truth, noisy
+  reconstruction and expected signal) with its d′, when the results hold one;
 * the Fourier coverage of the recommended configuration's geometry;
 * a table of every configuration.
 
@@ -40,6 +42,7 @@ from lamino._plotting import measured_planes, save_figure, shade_unmeasured, sho
 from lamino.geometry import Geometry, VolumeGrid
 from lamino.io.files import clean_temporaries, temporary_folder
 from lamino.studies.metrics.coverage import plot_fourier_coverage
+from lamino.studies.metrics.detectability import ROSE_DPRIME, ZONE_RADIUS
 from lamino.studies.planner import (
     TOLERANCE,
     Configuration,
@@ -52,7 +55,7 @@ from lamino.studies.planner import (
     uncertain,
 )
 from lamino.studies.scoring import METRICS
-from lamino.studies.store import SLICES, ResultStore
+from lamino.studies.store import SLICES, Closeup, ResultStore
 
 DPI = 110
 CONSTANT_RTOL = 1e-9                    # a metric whose values agree to this relative tolerance is constant
@@ -130,7 +133,7 @@ def write_report(store: ResultStore, plan: PlanResult, out: str, overwrite: bool
 # ---------------------------------------------------------------------------------------------- assembly
 class _Figure(NamedTuple):
     """A PNG of the report: its file name, caption and group (where the page places it): "objective", "key",
-    "other" (heatmaps), "pareto", "slices" or "coverage"."""
+    "other" (heatmaps), "pareto", "slices", "closeup" or "coverage"."""
 
     file: str
     caption: str
@@ -446,20 +449,32 @@ def _pareto(plan: PlanResult, folder: str) -> _Figure:
     return _Figure(fname, caption, "pareto")
 
 
+def _slice_configs(plan: PlanResult, records: dict[str, dict]) -> list[tuple[str, Configuration]]:
+    """(label, configuration) of the slices figure: the recommended, the best and the worst configuration, each
+    once (one that is several gets one row labelled with all its roles, "recommended = best"); only those whose
+    first repeat is in the store."""
+    roles: dict[str, tuple[list[str], Configuration]] = {}
+    for name, c in (("recommended", plan.recommended), ("best", plan.best), ("worst", plan.worst)):
+        if c is not None and c.ids and c.ids[0] in records:
+            roles.setdefault(c.ids[0], ([], c))[0].append(name)
+    return [(" = ".join(names), c) for names, c in roles.values()]
+
+
 def _slices_figure(store: ResultStore, plan: PlanResult, records: dict[str, dict],
                    folder: str) -> list[_Figure]:
-    """Central xy, xz, yz slices of the truth, the best and the worst configuration on one grey scale (μ, 1/mm)."""
+    """Central xy, xz, yz slices of the truth and of the recommended, best and worst configurations on one grey
+    scale (μ, 1/mm), then the close-up of a task (:func:`_closeup_figure`) when the store has one; the truth's
+    slices mark where that task lies."""
     import matplotlib.pyplot as plt
 
-    chosen = [(name, c) for name, c in (("best", plan.best), ("worst", plan.worst)) if c is not None and c.ids]
-    chosen = [(name, c) for name, c in chosen if c.ids[0] in records]
-    if len(chosen) == 2 and chosen[0][1].ids[0] == chosen[1][1].ids[0]:
-        chosen = chosen[:1]
+    chosen = _slice_configs(plan, records)
     if not chosen:
         return []
-    data = {name: store.slices(c.ids[0]) for name, c in chosen}
-    rows = [("truth", data[chosen[0][0]]["truth"], records[chosen[0][1].ids[0]])]
-    rows += [(f"{name}: {_describe(c)}", data[name]["recon"], records[c.ids[0]]) for name, c in chosen]
+    source = _closeup_source(store, plan, records)
+    data = {c.ids[0]: store.slices(c.ids[0]) for _, c in chosen}
+    first = chosen[0][1].ids[0]
+    rows = [("truth", data[first]["truth"], records[first])]
+    rows += [(f"{name}: {_describe(c)}", data[c.ids[0]]["recon"], records[c.ids[0]]) for name, c in chosen]
     values = np.concatenate([np.ravel(img) for _, sl, _ in rows for img in sl.values()])
     values = values[np.isfinite(values)]
     lo, hi = (float(np.percentile(values, q)) for q in (0.5, 99.5)) if values.size else (0.0, 1.0)
@@ -467,6 +482,7 @@ def _slices_figure(store: ResultStore, plan: PlanResult, records: dict[str, dict
     fig, axes = plt.subplots(len(rows), 3, figsize=(12, 3.4 * len(rows)), squeeze=False)
     fig.subplots_adjust(left=0.06, right=0.88, bottom=0.5 / (3.4 * len(rows)), top=1 - 0.4 / (3.4 * len(rows)),
                         wspace=0.3, hspace=0.45)
+    marked = False
     for r, (title, slices, record) in enumerate(rows):
         measured = _measured_slices(record) if r > 0 else None
         for ax, plane in zip(axes[r], SLICES, strict=True):
@@ -476,20 +492,151 @@ def _slices_figure(store: ResultStore, plan: PlanResult, records: dict[str, dict
                 im = show_slice(ax, img, h, v, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
                 if measured is not None and measured[plane].shape == img.shape:
                     shade_unmeasured(ax, measured[plane], h, v)
+                if r == 0 and source is not None:
+                    where = dict(zip("xyz", source[2].centre_mm, strict=True))
+                    ax.plot(where[plane[0]], where[plane[1]], "o", ms=11, mfc="none", mec="red", mew=1.8)
+                    marked = True
             else:
                 im = ax.imshow(img, origin="lower", cmap="gray", vmin=lo, vmax=hi, interpolation="nearest",
                                aspect="auto")
-            ax.set_title(f"{title} — {plane}", fontsize=9)
+            if r == 0:
+                ax.set_title(plane, fontsize=10)
             ax.set_xlabel(f"{plane[0]} ({unit})")
             ax.set_ylabel(f"{plane[1]} ({unit})")
+        axes[r, 0].set_title(title, loc="left", fontsize=10, fontweight="bold" if "recommended" in title else None)
     fig.colorbar(im, cax=fig.add_axes((0.91, 0.15, 0.015, 0.7)), label="μ (1/mm)")
     fname = "slices.png"
     save_figure(fig, os.path.join(folder, fname), dpi=DPI)
-    names = " and ".join(f"the {name} configuration ({_describe(c)})" for name, c in chosen)
-    caption = (f"Central xy, xz and yz slices of the truth and of the reconstructions of {names} (first noise "
-               f"repeat), all on one grey scale of μ (1/mm). Greyed out: voxels that left the detector in some "
-               f"views; dashed yellow: the boundary of the region measured in every view.")
-    return [_Figure(fname, caption, "slices")]
+    names = "; ".join(f"{name}: {_describe(c)}" for name, c in chosen)
+    caption = (f"Central xy, xz and yz slices of the truth and of the reconstructions of the {_roles(chosen)} "
+               f"configuration{'s' if len(chosen) > 1 else ''} ({names}; first noise repeat), all on one grey scale "
+               f"of μ (1/mm). Greyed out: voxels that left the detector in some views; dashed yellow: the boundary "
+               f"of the region measured in every view."
+               + (f" Red circles on the truth: where the task of the close-up below ({source[2].name}) lies, "
+                  f"projected onto each slice." if marked else ""))
+    figures = [_Figure(fname, caption, "slices")]
+    return figures + ([_closeup_figure(store, source, folder)] if source is not None else [])
+
+
+def _roles(chosen: list[tuple[str, Configuration]]) -> str:
+    """"recommended, best and worst" from the labels of :func:`_slice_configs`."""
+    names = [n for label, _ in chosen for n in label.split(" = ")]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+_CLOSEUP_TITLES = {"truth": "truth", "recon": "noisy reconstruction", "signal": "expected signal (with − without)"}
+
+
+def _closeup_source(store: ResultStore, plan: PlanResult,
+                    records: dict[str, dict]) -> tuple[str, Configuration, Closeup] | None:
+    """("recommended" or "best", that configuration, the close-up of its first repeat), None when that point has
+    no close-up (no detection task, or a store written before close-ups existed)."""
+    for who, c in (("recommended", plan.recommended), ("best", plan.best)):
+        if c is not None and c.ids and c.ids[0] in records:
+            closeup = store.closeup(c.ids[0])
+            return None if closeup is None else (who, c, closeup)
+    return None
+
+
+def _closeup_figure(store: ResultStore, source: tuple[str, Configuration, Closeup], folder: str) -> _Figure:
+    """The close-up of ``source`` (:func:`_closeup_source`): for each of its two planes, the truth and the noisy
+    reconstruction on one grey scale and the expected signal on a diverging one; the task and its d′ in the
+    title."""
+    import matplotlib.pyplot as plt
+
+    who, config, closeup = source
+    planes = closeup.planes
+    grey = np.concatenate([np.ravel(closeup.images[k][p]) for k in ("truth", "recon") for p in planes])
+    grey = grey[np.isfinite(grey)]
+    lo, hi = (float(np.percentile(grey, q)) for q in (1, 99)) if grey.size else (0.0, 1.0)
+    hi = hi if hi > lo else lo + 1e-6
+    signal = [a for a in closeup.images["signal"].values() if np.isfinite(a).any()]
+    peak = max((float(np.nanmax(np.abs(a))) for a in signal), default=0.0) or 1e-6
+    styles = {"truth": dict(cmap=plt.get_cmap("gray").with_extremes(bad=_OUTSIDE), vmin=lo, vmax=hi),
+              "signal": dict(cmap=plt.get_cmap("RdBu_r").with_extremes(bad=_OUTSIDE), vmin=-peak, vmax=peak)}
+    styles["recon"] = styles["truth"]
+    fig, axes = plt.subplots(len(planes), 3, figsize=(10, 1.6 + 3.1 * len(planes)), squeeze=False,
+                             layout="constrained")
+    x, y, z = closeup.centre_mm
+    detectable = closeup.dprime >= ROSE_DPRIME
+    fig.suptitle(f"{closeup.name} ({closeup.kind}) at x, y, z = {x:.3g}, {y:.3g}, {z:.3g} mm:  d′ = "
+                 f"{_short(closeup.dprime)} {'≥' if detectable else '<'} {ROSE_DPRIME:g}, "
+                 f"{'detectable' if detectable else 'not reliably detectable'} (Rose)\n{who}: {_describe(config)}",
+                 fontsize=11, fontweight="bold", color="#1e7b34" if detectable else "#b03a2e")
+    images = {}
+    for r, plane in enumerate(planes):
+        h, v, where = _closeup_axes(closeup, plane)
+        for ax, kind in zip(axes[r], ("truth", "recon", "signal"), strict=True):
+            images[kind] = show_slice(ax, closeup.images[kind][plane], h, v, interpolation="nearest", **styles[kind])
+            ax.set_aspect("equal")
+            _mark_centre(ax, closeup, plane)
+            if r == 0:
+                ax.set_title(_CLOSEUP_TITLES[kind], fontsize=10)
+            ax.set_xlabel(f"{plane[0]} (mm)")
+            ax.set_ylabel(f"{plane[1]} (mm)")
+        axes[r, 0].set_ylabel(f"{plane} plane, {where}\n{plane[1]} (mm)")
+    from matplotlib.ticker import MaxNLocator
+
+    for kind, columns, aspect in (("recon", slice(0, 2), 30), ("signal", slice(2, 3), 15)):
+        bar = fig.colorbar(images[kind], ax=axes[:, columns], label="Δμ (1/mm)" if kind == "signal" else "μ (1/mm)",
+                           location="bottom", shrink=0.7 if kind == "recon" else 1.0, aspect=aspect)
+        bar.locator = MaxNLocator(nbins=5 if kind == "recon" else 4)
+        bar.update_ticks()
+    fname = "closeup.png"
+    save_figure(fig, os.path.join(folder, fname), dpi=DPI)
+    return _Figure(fname, _closeup_caption(store, closeup, who, config), "closeup")
+
+
+_OUTSIDE = "#cfe0f0"                   # close-up pixels beyond the reconstructed grid
+
+
+def _closeup_axes(closeup: Closeup, plane: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Horizontal and vertical mm coordinates of a close-up crop in ``plane`` and where the plane lies
+    ("z = 0.23 mm")."""
+    centre = dict(zip("xyz", closeup.centre_mm, strict=True))
+    size = dict(zip("zyx", closeup.voxel_mm, strict=True))
+    n = closeup.images["truth"][plane].shape[0]
+    offsets = np.arange(n) - (n - 1) / 2
+    held = next(a for a in "xyz" if a not in plane)
+    return (centre[plane[0]] + offsets * size[plane[0]], centre[plane[1]] + offsets * size[plane[1]],
+            f"{held} = {centre[held]:.3g} mm")
+
+
+def _mark_centre(ax, closeup: Closeup, plane: str) -> None:
+    """Four yellow ticks pointing at the crop's centre voxel (the task), leaving the task itself uncovered."""
+    size = dict(zip("zyx", closeup.voxel_mm, strict=True))
+    centre = dict(zip("xyz", closeup.centre_mm, strict=True))
+    ch, cv = centre[plane[0]], centre[plane[1]]
+    dh, dv = size[plane[0]], size[plane[1]]
+    for sh, sv in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        ax.plot([ch + sh * 3 * dh, ch + sh * 6 * dh], [cv + sv * 3 * dv, cv + sv * 6 * dv], color="#ffd400", lw=1.5,
+                solid_capstyle="butt")
+
+
+def _closeup_caption(store: ResultStore, closeup: Closeup, who: str, config: Configuration) -> str:
+    """Which task the close-up shows and why, what the three images are, and what d′ ≥ 5 means."""
+    kinds = {"pore": "pores", "crack": "cracks"}
+    if closeup.metric is None:
+        why = (f"the lowest d′ of the {closeup.candidates} tasks in the measured region (the objective and "
+               f"constraints name no d′ metric)")
+    else:
+        named = "the objective" if closeup.metric in store.spec.weights else "the constraints"
+        why = (f"the lowest d′ of the {closeup.candidates} {kinds.get(closeup.kind, 'tasks')} in the measured "
+               f"region that {closeup.metric} ({named}) summarises" if closeup.candidates > 1
+               else f"the task of {closeup.metric} ({named})")
+    crop = closeup.images["truth"][closeup.planes[0]].shape[0]
+    outside = any(np.isnan(a).any() for d in closeup.images.values() for a in d.values())
+    return (f"Close-up of {closeup.name} in the {who} configuration ({_describe(config)}; first noise repeat): "
+            f"{why}, so the hardest of them to see. Left: the truth; middle: the noisy reconstruction (one grey "
+            f"scale of μ, 1/mm); right: the expected reconstructed signal, the noise-free reconstruction with the "
+            f"tasks minus without them (neighbouring tasks show too); the non-prewhitening observer's template is "
+            f"its part within {ZONE_RADIUS} voxels of this task. Rows: the xy plane and a vertical plane through the "
+            f"task (yellow ticks), "
+            f"{crop} voxels ({_short(crop * closeup.voxel_mm[2])} mm) wide"
+            + ("; light blue: beyond the reconstructed grid" if outside else "")
+            + f". d′ is the signal-to-noise ratio of an observer who knows the signal and where it is: at d′ ≥ "
+            f"{ROSE_DPRIME:g} (the Rose criterion) the feature is reliably detected, below {ROSE_DPRIME:g} it is "
+            f"easily lost in the noise. Every task's d′ is in the point records (task_dprimes).")
 
 
 def _measured_slices(record: dict) -> dict[str, np.ndarray] | None:
@@ -778,7 +925,8 @@ def _configurations_table(plan: PlanResult) -> tuple[str, list[str]]:
     return '<div class="scroll wide"><table>\n' + "\n".join(rows) + "\n</table></div>", empty
 
 
-_SECTIONS = {"pareto": "Objective against scan time", "slices": "Slices", "coverage": "Fourier coverage"}
+_SECTIONS = {"pareto": "Objective against scan time", "slices": "Slices",
+             "closeup": "Close-up of a detection task", "coverage": "Fourier coverage"}
 
 
 def _figure_html(f: _Figure, number: int, cls: str = "") -> str:

@@ -6,11 +6,15 @@ Layout::
       study.toml          the study file as given (the store's identity: its fingerprint must match on resume)
       study.json          the validated spec, its fingerprint and the lamino version
       points/<id>.h5      one finished point: attribute ``record`` (JSON: point, metrics, timings,
-                          provenance) and the central orthogonal slices ``recon/{xy,xz,yz}`` and
-                          ``truth/{xy,xz,yz}`` (μ, 1/mm)
+                          provenance, task_dprimes = {task: NPW d′}) and the central orthogonal slices
+                          ``recon/{xy,xz,yz}`` and ``truth/{xy,xz,yz}`` (μ, 1/mm); with detection tasks also
+                          ``closeup/{truth,recon,signal}/<plane>``, crops around one task (attribute
+                          ``closeup``: JSON of the task, its d′ and centre; :class:`Closeup`)
       summary.csv         one row per finished point (rewritten after every point)
       configurations.csv  one row per configuration: every metric's mean and standard error over the
                           repeats, and n (written by the planner when the study finishes)
+
+Points written before close-ups and per-task d′ existed have neither; they read as None and {}.
 
 A point file appears only when complete (temporary name, then rename), so a study stopped at any moment
 resumes by computing exactly the points whose files are missing (or unreadable). A live run locks the folder
@@ -40,6 +44,37 @@ SLICES = ("xy", "xz", "yz")
 _POINT_KEYS = ("tilt_deg", "n_views", "exposure_s", "kvp", "method", "trajectory", "phantom_seed", "seed")
 
 
+CLOSEUP_IMAGES = ("truth", "recon", "signal")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Closeup:
+    """Crops around one detection task of a point, for the report's close-up.
+
+    ``name``, ``kind`` ("crack", "pore" or "user") and ``dprime`` (its NPW d′) of the task; ``metric``: the d′
+    metric of the objective or constraints whose tasks it was chosen from (None: from every task), ``candidates``:
+    how many measured tasks it is the lowest d′ (the hardest) of; ``centre_mm``: (x, y, z) of the crops' centre
+    voxel, a voxel of the task inside the measured region; ``voxel_mm``: (sz, sy, sx); ``planes``: the two planes
+    cropped ("xy" and "xz" or "yz"); ``images``: {"truth", "recon" (the noisy reconstruction), "signal" (the
+    expected reconstructed signal: noise-free with minus without the task)} → {plane: square 2-D crop, odd side,
+    the centre voxel in its middle; rows z or y, columns x or y as in the central slices} (μ, 1/mm; NaN outside
+    the grid)."""
+
+    name: str
+    kind: str
+    dprime: float
+    metric: str | None
+    candidates: int
+    centre_mm: tuple[float, float, float]
+    voxel_mm: tuple[float, float, float]
+    planes: tuple[str, ...]
+    images: dict[str, dict[str, np.ndarray]]
+
+    def info(self) -> dict[str, Any]:
+        """Everything but the images, as JSON-ready values."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "images"}
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class PointResult:
     """One evaluated sweep point.
@@ -47,7 +82,9 @@ class PointResult:
     ``point``: tilt_deg, n_views, exposure_s, kvp, method, seed; ``metrics``: name → value (units in
     :mod:`lamino.studies.scoring`); ``seconds``: timings of the stages; ``provenance``: geometry, scanner,
     effective energy, host, versions; ``recon_slices`` / ``truth_slices``: {"xy", "xz", "yz"} 2-D arrays
-    through the grid centre; ``stage``: "grid" (the sweep) or "refine" (planner)."""
+    through the grid centre; ``stage``: "grid" (the sweep) or "refine" (planner); ``task_dprimes``: the NPW d′
+    of every detection task by name (NaN: outside the measured region), whose medians are the d′ metrics;
+    ``closeup``: crops around the hardest task (:class:`Closeup`), None without tasks."""
 
     id: str
     point: dict[str, Any]
@@ -57,10 +94,12 @@ class PointResult:
     recon_slices: dict[str, np.ndarray]
     truth_slices: dict[str, np.ndarray]
     stage: str = "grid"
+    task_dprimes: dict[str, float] = dataclasses.field(default_factory=dict)
+    closeup: Closeup | None = None
 
     def record(self) -> dict[str, Any]:
         return {"id": self.id, "stage": self.stage, "point": self.point, "metrics": self.metrics,
-                "seconds": self.seconds, "provenance": self.provenance}
+                "seconds": self.seconds, "provenance": self.provenance, "task_dprimes": self.task_dprimes}
 
 
 def central_slices(volume: np.ndarray) -> dict[str, np.ndarray]:
@@ -204,6 +243,12 @@ class ResultStore:
             for group, slices in (("recon", result.recon_slices), ("truth", result.truth_slices)):
                 for name in SLICES:
                     f.create_dataset(f"{group}/{name}", data=np.asarray(slices[name], np.float32))
+            if result.closeup is not None:
+                f.attrs["closeup"] = json.dumps(result.closeup.info(), default=_json_default)
+                for image in CLOSEUP_IMAGES:
+                    for plane in result.closeup.planes:
+                        f.create_dataset(f"closeup/{image}/{plane}",
+                                         data=np.asarray(result.closeup.images[image][plane], np.float32))
         self.write_summary()
         return self._file(result.id)
 
@@ -220,6 +265,17 @@ class ResultStore:
         """{"recon": {"xy", "xz", "yz"}, "truth": {...}} of one point (μ, 1/mm)."""
         with h5py.File(self._file(point_id), "r") as f:
             return {g: {n: f[f"{g}/{n}"][()] for n in SLICES} for g in ("recon", "truth")}
+
+    def closeup(self, point_id: str) -> Closeup | None:
+        """The close-up of one point (:class:`Closeup`), None when it has none (no detection task, or a point
+        written before close-ups existed)."""
+        with h5py.File(self._file(point_id), "r") as f:
+            if "closeup" not in f.attrs:
+                return None
+            info = json.loads(f.attrs["closeup"])
+            images = {g: {p: f[f"closeup/{g}/{p}"][()] for p in info["planes"]} for g in CLOSEUP_IMAGES}
+        return Closeup(**{**info, "centre_mm": tuple(info["centre_mm"]), "voxel_mm": tuple(info["voxel_mm"]),
+                          "planes": tuple(info["planes"])}, images=images)
 
     def write_extra(self, name: str, value: dict[str, Any]) -> str:
         """Keep a small JSON document ``<name>.json`` beside the points (e.g. the planner's tilt gradient)."""

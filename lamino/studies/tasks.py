@@ -20,6 +20,7 @@ noise-free one as the noise image; :func:`task_metrics` turns them into the d′
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -260,6 +261,51 @@ class TaskImages:
     footprints: tuple[np.ndarray, ...]
     signal: np.ndarray
     noise: np.ndarray
+    _dprimes: dict = dataclasses.field(default_factory=dict, init=False, repr=False)   # region digest → d′s
+
+    def dprimes(self, region: np.ndarray | None) -> tuple[float, ...]:
+        """The NPW d′ of each task (:func:`~lamino.studies.metrics.detectability.task_dprimes`, NaN for a task
+        with no zone in ``region``), computed once per region: the point's scoring and its record ask for the
+        same values."""
+        key = None if region is None else (np.shape(region),
+                                           hashlib.sha1(np.packbits(np.asarray(region, bool))).hexdigest())
+        if key not in self._dprimes:
+            self._dprimes[key] = tuple(task_dprimes(self.signal, self.noise, self.footprints, region))
+        return self._dprimes[key]
+
+
+def task_dprime_values(images: Sequence[TaskImages], region: np.ndarray | None) -> list[tuple[Task, float]]:
+    """(task, d′) of every task in ``images``, NaN for those with no zone in ``region`` (not measured)."""
+    return [pair for im in images for pair in zip(im.tasks, im.dprimes(region), strict=True)]
+
+
+def _counted_by(metric: str) -> Callable[[Task], bool] | None:
+    """Which tasks the d′ metric ``metric`` summarises, None for a metric that is not a d′ metric."""
+    if metric in ("crack_dprime", "crack_detectable_fraction"):
+        return lambda t: t.kind == "crack"
+    if metric.startswith("crack_dprime_"):
+        return lambda t: t.kind == "crack" and t.orientation == metric[len("crack_dprime_"):]
+    if metric == "pore_dprime":
+        return lambda t: t.kind == "pore"
+    if metric.startswith("dprime_"):
+        return lambda t: t.kind == "user" and t.name == metric[len("dprime_"):]
+    return None
+
+
+def hardest_task(values: Sequence[tuple[Task, float]],
+                 metrics: Sequence[str]) -> tuple[Task, float, str | None, int] | None:
+    """The task to show close up: among the measured tasks (finite d′) that the first d′ metric of ``metrics``
+    (the objective's, then the constraints') summarises, the one with the lowest d′, i.e. the hardest to detect;
+    among all measured tasks when ``metrics`` names no d′ metric with a measured task. Returns (task, d′, that
+    metric or None, number of candidates), or None when no task was measured."""
+    measured = [(t, v) for t, v in values if math.isfinite(v)]
+    classes = [(m, _counted_by(m)) for m in metrics]
+    for metric, counted in [*((m, c) for m, c in classes if c is not None), (None, lambda t: True)]:
+        candidates = [(t, v) for t, v in measured if counted(t)]
+        if candidates:
+            task, value = min(candidates, key=lambda tv: tv[1])
+            return task, value, metric, len(candidates)
+    return None
 
 
 def task_metrics(images: Sequence[TaskImages], region: np.ndarray | None) -> dict[str, float]:
@@ -267,10 +313,7 @@ def task_metrics(images: Sequence[TaskImages], region: np.ndarray | None) -> dic
     ``crack_dprime_<class>`` (median per orientation class), ``crack_detectable_fraction`` (share of those
     cracks with d′ ≥ :data:`~lamino.studies.metrics.detectability.ROSE_DPRIME`), ``pore_dprime`` (median over
     pores) and ``dprime_<name>`` per user task; NaN where no task of a kind is measurable."""
-    d: list[tuple[Task, float]] = []
-    for im in images:
-        d += list(zip(im.tasks, task_dprimes(im.signal, im.noise, im.footprints, region), strict=True))
-    d = [(t, v) for t, v in d if math.isfinite(v)]
+    d = [(t, v) for t, v in task_dprime_values(images, region) if math.isfinite(v)]
 
     def median(values: list[float]) -> float:
         return float(np.median(values)) if values else math.nan
