@@ -184,13 +184,21 @@ def dprime_model(geometry_at, grid: VolumeGrid, tasks: list[Task], mu_of, counts
     response, n_pad = ramp_response(g0.det_shape[1], float(g0.det_spacing[1]))
     mu_bg = jnp.asarray(background, jnp.float32)
 
-    def dprime(tilt, centre, contrast, zone):
+    def variance_at(tilt):
+        g = parallel_equivalent(geometry_at, tilt)
+        return jnp.exp(Projector(g, background_grid).forward(mu_bg)) / counts
+
+    variance_and_rate = jax.jit(lambda t: jax.jvp(variance_at, (t,), (jnp.ones_like(t),)))
+
+    def dprime(tilt, tilt0, variance0, rate, centre, contrast, zone):
+        """d′ at ``tilt``; the noise variance σ²(α) is shared by all tasks, so it is computed once per tilt
+        (``variance0`` at ``tilt0``) with its derivative ``rate``, exact at tilt = tilt0."""
         g = parallel_equivalent(geometry_at, tilt)
         vec = jnp.asarray(g.vectors(), jnp.float32)
         moved = Geometry.from_vectors(vec.at[:, 3:6].add(-centre), g.det_shape, "parallel")   # the box at 0
         signal_projector = Projector(moved, fine_grid).forward
         box_projector = Projector(moved, box_grid).forward
-        variance = jnp.exp(Projector(g, background_grid).forward(mu_bg)) / counts
+        variance = variance0 + (tilt - tilt0) * rate
         filtered = _apply(signal_projector(contrast), response, n_pad)
         _, backproject = jax.vjp(box_projector, jnp.zeros(box_grid.shape, jnp.float32))
         s = jnp.where(zone, backproject(filtered)[0], 0.0)
@@ -198,11 +206,16 @@ def dprime_model(geometry_at, grid: VolumeGrid, tasks: list[Task], mu_of, counts
         return jnp.sum(s * s) / jnp.sqrt(jnp.sum(variance * noise * noise))
 
     both = jax.jit(jax.value_and_grad(dprime))
+    noise: dict[float, tuple] = {}
 
     def value_and_slope(i: int, tilt: float) -> tuple[float, float]:
         if inputs[i] is None:
             return math.nan, math.nan
-        value, slope = both(jnp.float32(tilt), *inputs[i])
+        t = jnp.float32(tilt)
+        if tilt not in noise:
+            noise.clear()
+            noise[tilt] = variance_and_rate(t)
+        value, slope = both(t, t, *noise[tilt], *inputs[i])
         return float(value), float(slope)
 
     return value_and_slope, [t.name for t in tasks]
@@ -276,8 +289,13 @@ def dprime_slopes(spec: StudySpec, point: dict[str, Any], metrics,
                                       background_grid, region)
     tilt = float(point["tilt_deg"])
     offsets = np.linspace(-spread_deg, spread_deg, 5) if spread_deg > 0 else np.zeros(1)
-    per_task = {}
-    for j, i in enumerate(needed):
-        value, _ = value_and_slope(j, tilt)
-        per_task[i] = (value, float(np.mean([value_and_slope(j, tilt + d)[1] for d in offsets])))
+    values: dict[int, float] = {}
+    slopes: dict[int, list[float]] = {i: [] for i in needed}
+    for d in offsets:                         # (the tasks share the noise of one tilt: tilts outermost)
+        for j, i in enumerate(needed):
+            value, slope = value_and_slope(j, tilt + float(d))
+            slopes[i].append(slope)
+            if d == 0:
+                values[i] = value
+    per_task = {i: (values[i], float(np.mean(slopes[i]))) for i in needed}
     return {m: _median_and_slope([per_task[i] for i in (_members(m, tasks) or [])]) for m in wanted}
