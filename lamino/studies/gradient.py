@@ -56,7 +56,7 @@ from lamino.simulate.simulate import detected_spectrum
 from lamino.studies.build import build_geometry, build_scanner, study_grid
 from lamino.studies.metrics.detectability import task_zones
 from lamino.studies.spec import StudySpec
-from lamino.studies.tasks import Task, coverage
+from lamino.studies.tasks import Task, counted_by, coverage
 
 
 def expected_rmse_function(spec: StudySpec, point: dict[str, Any], iterations: int = 10, probes: int = 2,
@@ -223,15 +223,8 @@ def dprime_model(geometry_at, grid: VolumeGrid, tasks: list[Task], mu_of, counts
 
 def _members(metric: str, tasks: list[Task]) -> list[int] | None:
     """The indices of the tasks whose median d′ is ``metric``; None when ``metric`` is not a d′ median."""
-    if metric == "crack_dprime":
-        return [i for i, t in enumerate(tasks) if t.kind == "crack"]
-    if metric.startswith("crack_dprime_"):
-        return [i for i, t in enumerate(tasks) if t.kind == "crack" and t.orientation == metric[13:]]
-    if metric == "pore_dprime":
-        return [i for i, t in enumerate(tasks) if t.kind == "pore"]
-    if metric.startswith("dprime_"):
-        return [i for i, t in enumerate(tasks) if t.kind == "user" and t.name == metric[7:]]
-    return None
+    counted = counted_by(metric) if metric != "crack_detectable_fraction" else None
+    return None if counted is None else [i for i, t in enumerate(tasks) if counted(t)]
 
 
 def differentiable(metric: str) -> bool:

@@ -279,7 +279,7 @@ def task_dprime_values(images: Sequence[TaskImages], region: np.ndarray | None) 
     return [pair for im in images for pair in zip(im.tasks, im.dprimes(region), strict=True)]
 
 
-def _counted_by(metric: str) -> Callable[[Task], bool] | None:
+def counted_by(metric: str) -> Callable[[Task], bool] | None:
     """Which tasks the d′ metric ``metric`` summarises, None for a metric that is not a d′ metric."""
     if metric in ("crack_dprime", "crack_detectable_fraction"):
         return lambda t: t.kind == "crack"
@@ -299,7 +299,7 @@ def hardest_task(values: Sequence[tuple[Task, float]],
     among all measured tasks when ``metrics`` names no d′ metric with a measured task. Returns (task, d′, that
     metric or None, number of candidates), or None when no task was measured."""
     measured = [(t, v) for t, v in values if math.isfinite(v)]
-    classes = [(m, _counted_by(m)) for m in metrics]
+    classes = [(m, counted_by(m)) for m in metrics]
     for metric, counted in [*((m, c) for m, c in classes if c is not None), (None, lambda t: True)]:
         candidates = [(t, v) for t, v in measured if counted(t)]
         if candidates:
