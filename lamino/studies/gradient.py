@@ -51,12 +51,12 @@ from lamino.materials import get_material
 from lamino.phantoms.scene import VOID
 from lamino.projector import Projector
 from lamino.recon import coarser_grid, operator_norm
-from lamino.recon.filters import _apply, ramp_response
+from lamino.recon.filters import filter_rows
 from lamino.simulate.simulate import detected_spectrum
 from lamino.studies.build import build_geometry, build_scanner, study_grid
 from lamino.studies.metrics.detectability import task_zones
 from lamino.studies.spec import StudySpec
-from lamino.studies.tasks import Task, counted_by, coverage
+from lamino.studies.tasks import Task, counted_by, coverage, median_dprime_metric
 
 
 def expected_rmse_function(spec: StudySpec, point: dict[str, Any], iterations: int = 10, probes: int = 2,
@@ -181,7 +181,7 @@ def dprime_model(geometry_at, grid: VolumeGrid, tasks: list[Task], mu_of, counts
         contrast = coverage(t, fine) * np.float32(mu_of(t.signal) - mu_of(t.background))
         inputs.append((jnp.asarray(centre), jnp.asarray(contrast, jnp.float32), jnp.asarray(z[box])))
     g0 = parallel_equivalent(geometry_at, 0.0)
-    response, n_pad = ramp_response(g0.det_shape[1], float(g0.det_spacing[1]))
+    du = float(g0.det_spacing[1])
     mu_bg = jnp.asarray(background, jnp.float32)
 
     def variance_at(tilt):
@@ -199,10 +199,10 @@ def dprime_model(geometry_at, grid: VolumeGrid, tasks: list[Task], mu_of, counts
         signal_projector = Projector(moved, fine_grid).forward
         box_projector = Projector(moved, box_grid).forward
         variance = variance0 + (tilt - tilt0) * rate
-        filtered = _apply(signal_projector(contrast), response, n_pad)
+        filtered = filter_rows(signal_projector(contrast), du)
         _, backproject = jax.vjp(box_projector, jnp.zeros(box_grid.shape, jnp.float32))
         s = jnp.where(zone, backproject(filtered)[0], 0.0)
-        noise = _apply(box_projector(s), response, n_pad)
+        noise = filter_rows(box_projector(s), du)
         return jnp.sum(s * s) / jnp.sqrt(jnp.sum(variance * noise * noise))
 
     both = jax.jit(jax.value_and_grad(dprime))
@@ -223,13 +223,10 @@ def dprime_model(geometry_at, grid: VolumeGrid, tasks: list[Task], mu_of, counts
 
 def _members(metric: str, tasks: list[Task]) -> list[int] | None:
     """The indices of the tasks whose median d′ is ``metric``; None when ``metric`` is not a d′ median."""
-    counted = counted_by(metric) if metric != "crack_detectable_fraction" else None
-    return None if counted is None else [i for i, t in enumerate(tasks) if counted(t)]
-
-
-def differentiable(metric: str) -> bool:
-    """Whether :func:`dprime_slopes` gives the tilt derivative of ``metric`` (the median d′ metrics)."""
-    return _members(metric, []) is not None
+    if not median_dprime_metric(metric):
+        return None
+    counted = counted_by(metric)
+    return [i for i, t in enumerate(tasks) if counted(t)]
 
 
 def _median_and_slope(values: list[tuple[float, float]]) -> tuple[float, float]:
@@ -252,7 +249,7 @@ def dprime_slopes(spec: StudySpec, point: dict[str, Any], metrics,
     from lamino.studies.point import _phantom, _voxels, scoring_region
     from lamino.studies.tasks import builtin_tasks, user_tasks
 
-    wanted = [m for m in metrics if differentiable(m)]
+    wanted = [m for m in metrics if median_dprime_metric(m)]
     if point.get("trajectory", "cl") != "cl" or not wanted:
         return None
     phantom, key = _phantom(spec, point)

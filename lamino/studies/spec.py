@@ -46,7 +46,7 @@ import tomllib
 from typing import Any
 
 from lamino._checks import SEED_LIMIT
-from lamino.studies.tasks import parse_tasks
+from lamino.studies.tasks import median_dprime_metric, parse_tasks
 
 MAX_VIEWS = 100_000                        # projections of one point (as lamino.studies.dataset.MAX_VIEWS)
 SWEEP_AXES = ("tilt_deg", "n_views", "exposure_s", "kvp", "method", "trajectory")
@@ -218,12 +218,9 @@ def parse_spec(data: dict[str, Any], source: str = "<study>", text: str = "") ->
     metrics = _metrics(_table(data, "metrics", err), names, err)
     weights, constraints = _objective(_table(data, "objective", err), names, err)
     refine, n_refine, gradient = _planner(_table(data, "planner", err), err)
-    if refine == "gradient":
-        from lamino.studies.gradient import differentiable
-
-        if not weights or not all(differentiable(m) for m in weights):
-            err.fail("[planner] refine", "= 'gradient'", "give [objective] weights on d′ metrics only (crack_dprime"
-                     "…, pore_dprime, dprime_<task>), whose tilt slope lamino computes, or refine = \"golden\"")
+    if refine == "gradient" and (not weights or not all(median_dprime_metric(m) for m in weights)):
+        err.fail("[planner] refine", "= 'gradient'", "give [objective] weights on d′ metrics only (crack_dprime…, "
+                 "pore_dprime, dprime_<task>), whose tilt slope lamino computes, or refine = \"golden\"")
     recon.setdefault("grid", "auto")
     _check_grid(recon["grid"], err)
     _check_objective_metrics(phantom, metrics, weights, constraints, names, err)

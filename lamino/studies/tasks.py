@@ -292,6 +292,12 @@ def counted_by(metric: str) -> Callable[[Task], bool] | None:
     return None
 
 
+def median_dprime_metric(metric: str) -> bool:
+    """Whether ``metric`` is the median d′ of its tasks (crack_dprime…, pore_dprime, dprime_<task>): the metrics
+    whose tilt slope :func:`lamino.studies.gradient.dprime_slopes` gives."""
+    return metric != "crack_detectable_fraction" and counted_by(metric) is not None
+
+
 def hardest_task(values: Sequence[tuple[Task, float]],
                  metrics: Sequence[str]) -> tuple[Task, float, str | None, int] | None:
     """The task to show close up: among the measured tasks (finite d′) that the first d′ metric of ``metrics``
