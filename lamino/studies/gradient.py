@@ -52,7 +52,7 @@ from lamino.phantoms.scene import VOID
 from lamino.projector import Projector
 from lamino.recon import coarser_grid, operator_norm
 from lamino.recon.filters import filter_rows
-from lamino.simulate.simulate import detected_spectrum
+from lamino.simulate.simulate import DetectedSpectrum, detected_spectrum
 from lamino.studies.build import build_geometry, build_scanner, study_grid
 from lamino.studies.metrics.detectability import task_zones
 from lamino.studies.spec import StudySpec
@@ -117,10 +117,9 @@ SIGNAL_SUPERSAMPLING = 3        # the signal's box is this many times finer than
 BACKGROUND_VOXEL_MM = 0.1       # the coarse grid on which y = Aμ gives the noise, at most this fine
 
 
-def effective_counts(scanner, geometry: Geometry, n_bins: int = 32) -> float:
-    """N = (Σ n w)² / Σ n w² over the detected spectrum of an open-beam pixel per view (n photons per bin, w the
-    detector's energy weights): the Poisson counts with the same relative variance (Swank)."""
-    d = detected_spectrum(scanner, geometry, n_bins=n_bins)
+def effective_counts(d: DetectedSpectrum) -> float:
+    """N = (Σ n w)² / Σ n w² over the detected spectrum ``d`` of an open-beam pixel per view (n photons per bin,
+    w the detector's energy weights): the Poisson counts with the same relative variance (Swank)."""
     signal = d.photons * d.weights
     return float(np.sum(signal) ** 2 / np.sum(d.photons * d.weights ** 2))
 
@@ -156,8 +155,8 @@ def _centre_mm(grid: VolumeGrid, box: tuple[slice, ...]) -> np.ndarray:
 def dprime_model(geometry_at, grid: VolumeGrid, tasks: list[Task], mu_of, counts: float, background: np.ndarray,
                  background_grid: VolumeGrid, region=None):
     """The linearised chain's NPW d′ (module docstring) of each of ``tasks`` as a JAX function of the tilt:
-    returns ``(value_and_slope, names)`` with ``value_and_slope(k, tilt)`` → (d′, dd′/dα per degree) of task
-    ``k`` (NaN, NaN for a task without a zone in ``region``), compiled once for all tasks.
+    ``value_and_slope(k, tilt)`` → (d′, dd′/dα per degree) of task ``k`` (NaN, NaN for a task without a zone in
+    ``region``), compiled once for all tasks.
 
     ``geometry_at(tilt)``: the acquisition geometry (a traced tilt too); ``grid``: the reconstruction grid;
     ``mu_of(material)``: μ (1/mm) at the effective energy (0 for ``"void"``); ``counts``: N
@@ -218,7 +217,7 @@ def dprime_model(geometry_at, grid: VolumeGrid, tasks: list[Task], mu_of, counts
         value, slope = both(t, t, *noise[tilt], *inputs[i])
         return float(value), float(slope)
 
-    return value_and_slope, [t.name for t in tasks]
+    return value_and_slope
 
 
 def _members(metric: str, tasks: list[Task]) -> list[int] | None:
@@ -262,11 +261,11 @@ def dprime_slopes(spec: StudySpec, point: dict[str, Any], metrics,
         return {m: (math.nan, math.nan) for m in wanted}
     scanner = build_scanner(spec, point)
     geometry = build_geometry(spec, point, scanner)
-    energy = detected_spectrum(scanner, geometry, n_bins=spec.simulate.get("n_bins", 32)).effective_energy_kev
-    counts = effective_counts(scanner, geometry, spec.simulate.get("n_bins", 32))
-    size = phantom.sample_size
+    detected = detected_spectrum(scanner, geometry, n_bins=spec.simulate.get("n_bins", 32))
+    energy, counts = detected.effective_energy_kev, effective_counts(detected)
+    size = phantom.sample_size                     # (z, y, x) mm, a box centred on the origin
     voxel = max(max(grid.voxel_size), max(size) / 96, BACKGROUND_VOXEL_MM)
-    background_grid = VolumeGrid(tuple(int(math.ceil(s / voxel)) + 2 for s in size), voxel, grid.center)
+    background_grid = VolumeGrid(tuple(int(math.ceil(s / voxel)) + 2 for s in size), voxel)
 
     def mu_of(material: str) -> float:
         if material == VOID:
@@ -274,7 +273,7 @@ def dprime_slopes(spec: StudySpec, point: dict[str, Any], metrics,
         return float((phantom.materials.get(material) or get_material(material)).mu(energy))
 
     chosen = [tasks[i] for i in needed]
-    value_and_slope, _ = dprime_model(lambda t: build_geometry(spec, {**point, "tilt_deg": t}, scanner), grid,
+    value_and_slope = dprime_model(lambda t: build_geometry(spec, {**point, "tilt_deg": t}, scanner), grid,
                                       chosen, mu_of, counts, phantom.attenuation(background_grid, energy),
                                       background_grid, region)
     tilt = float(point["tilt_deg"])

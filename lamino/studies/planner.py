@@ -243,7 +243,8 @@ def analyse(store, weights: dict[str, float] | None = None, grid_only: bool = Fa
     gradient = store.read_extra("gradient") if hasattr(store, "read_extra") else None
     if gradient is not None and (recommended is None or gradient.pop("point", None) != recommended.point):
         gradient = None                                    # computed for another recommendation
-    slope = store.read_extra("tilt_slope") if hasattr(store, "read_extra") and not grid_only else None
+    slope = (store.read_extra("tilt_slope") if spec.refine == "gradient" and hasattr(store, "read_extra")
+             and not grid_only else None)
     if slope is not None:
         gradient = {**(gradient or {}), **slope}
         reason += _beyond_sweep(spec, recommended, slope)
@@ -307,8 +308,8 @@ def objective_slope(spec, config: Configuration, weights: dict[str, float]) -> d
         value, slope = slopes.get(m, (math.nan, math.nan))
         out[f"{m} (linearised chain)"] = value
         out[f"d {m} / d tilt (per deg, linearised chain)"] = slope
-        total += w * config.metrics_mean.get(m, math.nan) * slope / value if value else math.nan
-    out["objective_slope_per_deg"] = total if math.isfinite(total) else 0.0
+        total += w * config.metrics_mean.get(m, math.nan) * slope / value if value > 0 else math.nan
+    out["objective_slope_per_deg"] = total          # NaN when a metric has no measured task: no direction
     return out
 
 
@@ -357,7 +358,9 @@ def refine_tilt(spec, runner) -> list[str]:
     if spec.refine == "gradient":
         slope = objective_slope(spec, start.recommended, weights)
         runner.store.write_extra("tilt_slope", slope)
-        lo, hi = (t, hi) if slope["objective_slope_per_deg"] > 0 else (lo, t)
+        g = slope["objective_slope_per_deg"]
+        if math.isfinite(g) and g != 0:              # else the whole bracket, as golden-section search
+            lo, hi = (t, hi) if g > 0 else (lo, t)
         if hi - lo <= 0:
             return []                    # the slope points out of the swept tilts: the decision says so
     n_seeds = len(spec.repeats())

@@ -190,15 +190,16 @@ _CACHE: collections.OrderedDict = collections.OrderedDict()
 DENSE_VIEWS = 360                   # views of the dense trajectory whose Fourier coverage is scored
 
 
-def _cached(key, fn, *args):
-    """``fn(*args)`` remembered under ``key`` (JSON-able) for the last 64 calls: geometry-only metrics are shared
-    by the noise repeats, exposures and reconstructions of one geometry."""
+def _cached(key, fn, *args, cache: collections.OrderedDict = _CACHE, keep: int = 64):
+    """``fn(*args)`` remembered in ``cache`` under ``key`` (JSON-able) for the last ``keep`` keys used:
+    geometry-only metrics are shared by the noise repeats, exposures and reconstructions of one geometry."""
     text = json.dumps(key, sort_keys=True, default=str)
-    if text not in _CACHE:
-        _CACHE[text] = fn(*args)
-        while len(_CACHE) > 64:
-            _CACHE.popitem(last=False)
-    return _CACHE[text]
+    if text not in cache:
+        cache[text] = fn(*args)
+        while len(cache) > keep:
+            cache.popitem(last=False)
+    cache.move_to_end(text)
+    return cache[text]
 
 
 def dense_trajectory(geometry: Geometry, n_views: int = DENSE_VIEWS) -> Geometry:
@@ -232,14 +233,8 @@ def ideal_scan_truth(truth: np.ndarray, grid: VolumeGrid, geometry: Geometry,
         ref = trajectory or dense_trajectory(geometry)
         key_geometry = ref.to_dict()
     truth = np.ascontiguousarray(truth, np.float32)
-    key = json.dumps([key_geometry, grid.to_dict(), hashlib.sha1(truth.tobytes()).hexdigest(), truth.shape],
-                     sort_keys=True, default=str)
-    if key not in _IDEAL_CACHE:
-        _IDEAL_CACHE[key] = ideal.ideal_truth(truth, grid, ref)
-        while len(_IDEAL_CACHE) > 8:
-            _IDEAL_CACHE.popitem(last=False)
-    _IDEAL_CACHE.move_to_end(key)
-    return _IDEAL_CACHE[key]
+    key = [key_geometry, grid.to_dict(), hashlib.sha1(truth.tobytes()).hexdigest(), truth.shape]
+    return _cached(key, ideal.ideal_truth, truth, grid, ref, cache=_IDEAL_CACHE, keep=8)   # volumes: keep few
 
 
 def _ideal_metrics(recon: np.ndarray, truth: np.ndarray, data: ScoringInput, region: np.ndarray) -> dict[str, float]:

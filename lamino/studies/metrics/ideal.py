@@ -50,6 +50,7 @@ __all__ = ["ideal_filter", "ideal_truth", "measured_energy_fraction"]
 
 _SUB = 3                       # sub-samples per axis and DFT cell in the share of the cell outside the cone
 
+
 def _padded_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return tuple(scipy.fft.next_fast_len(2 * int(n)) for n in shape)  # type: ignore[return-value]
 
